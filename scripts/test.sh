@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: installs what it needs, builds the
+# C++ engine three times (release, ThreadSanitizer, AddressSanitizer+UBSan),
+# runs ctest on each, installs the Python package and runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+if ! dpkg -s libgtest-dev >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgtest-dev
+fi
+
+PY=${PYTHON:-python3}
+$PY -m pip install -q --upgrade "nanobind>=2.4" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis
+$PY -m pip install -q .
+
+JOBS=$(nproc)
+for cfg in release:"" tsan:thread asan:address; do
+  dir=build/${cfg%%:*}
+  san=${cfg#*:}
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DTIERFLOW_BUILD_PYTHON=OFF -DTIERFLOW_BUILD_TESTS=ON -DTIERFLOW_SANITIZE="$san" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  echo "== ctest ($dir) =="
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
+done
+
+echo "== pytest =="
+# Run from outside the source tree so the installed package is imported.
+$PY -m pytest -q -p no:cacheprovider --rootdir="$PWD" -c pyproject.toml "$PWD/tests/ut/py"
