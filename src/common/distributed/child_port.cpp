@@ -1,0 +1,53 @@
+#include "common/distributed/child_port.h"
+
+#include <cstring>
+
+#include "common/distributed/futex.h"
+
+namespace tierflow {
+
+namespace {
+constexpr int kSpins = 2000;
+}
+
+bool ChildPort::wait(Request* out) {
+  uint32_t s = box_.state.load(std::memory_order_acquire);
+  for (int i = 0; i < kSpins && s != kPosted && s != kExit; ++i) {
+    cpu_relax();
+    s = box_.state.load(std::memory_order_acquire);
+  }
+  while (s != kPosted && s != kExit) {
+    box_.child_waiting.store(1, std::memory_order_seq_cst);
+    s = box_.state.load(std::memory_order_seq_cst);
+    if (s != kPosted && s != kExit) futex_wait(&box_.state, s);
+    box_.child_waiting.store(0, std::memory_order_relaxed);
+    s = box_.state.load(std::memory_order_acquire);
+  }
+  if (s == kExit) return false;
+  out->kind = static_cast<TaskKind>(box_.kind);
+  out->callable = box_.callable;
+  out->group_rank = box_.group_rank;
+  out->group_size = box_.group_size;
+  out->barrier = box_.barrier;
+  out->args = TaskArgs::decode(box_.payload, box_.request_len);
+  return true;
+}
+
+void ChildPort::complete(bool ok, const std::string& error) {
+  static const char kMarker[] = "\n... [traceback truncated]";
+  size_t n = error.size();
+  if (n > kMailboxPayload) {
+    size_t keep = kMailboxPayload - sizeof(kMarker);
+    std::memcpy(box_.payload, error.data(), keep);
+    std::memcpy(box_.payload + keep, kMarker, sizeof(kMarker) - 1);
+    n = keep + sizeof(kMarker) - 1;
+  } else if (n != 0) {
+    std::memcpy(box_.payload, error.data(), n);
+  }
+  box_.ok = ok ? 1 : 0;
+  box_.result_len = static_cast<uint32_t>(n);
+  box_.state.store(kDone, std::memory_order_release);
+  bell_.ring();
+}
+
+}  // namespace tierflow

@@ -1,0 +1,60 @@
+// Orchestrator: builds the graph on the caller's thread. One per submitter
+// (the Worker's default one today, one per session later); many may share a
+// TaskGraph.
+//
+// submit(): resolve every tensor to its arena block, take a slot (blocking
+// for back-pressure), wire the task to the earlier tasks it conflicts with,
+// register it with the innermost scope, and hand it to the scheduler when it
+// has no unfinished producer.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/distributed/scope.h"
+#include "common/distributed/task_graph.h"
+
+namespace tierflow {
+
+class WindowExhausted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct SubmitRequest {
+  TaskKind kind = TaskKind::Sub;
+  uint32_t callable = 0;
+  int32_t target = -1;               // chip index or -1
+  std::vector<TaskArgs> members;     // tensors carry arena offsets (offset/lo/hi)
+  std::vector<int32_t> group_chips;  // explicit chips of a group, or empty
+};
+
+class Orchestrator {
+ public:
+  using ReadySink = std::function<void(SlotIndex)>;
+  // `payload_limit`: the most bytes one member's encoded args may take.
+  Orchestrator(TaskGraph& graph, ReadySink sink, size_t payload_limit);
+
+  // Returns (slot, id). `on_wait` runs every 100 ms while blocked on the
+  // window and may throw (the caller's signal check). Throws
+  // std::invalid_argument for a bad request, WindowExhausted when the
+  // caller's own open scopes hold the whole window.
+  std::pair<SlotIndex, TaskId> submit(SubmitRequest req, const std::function<void()>& on_wait = {});
+
+  void scope_begin() { scopes_.open(); }
+  void scope_end();
+  uint32_t scope_depth() const { return scopes_.depth(); }
+
+ private:
+  void resolve(TaskArgs& args) const;
+  void check_exhausted() const;
+
+  TaskGraph& graph_;
+  ReadySink sink_;
+  size_t payload_limit_;
+  ScopeStack scopes_;
+};
+
+}  // namespace tierflow

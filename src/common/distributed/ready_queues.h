@@ -1,0 +1,32 @@
+// ReadyQueues: ready work, kept per kind of worker that can run it, so the
+// scheduler never pops and re-queues work no idle worker can take.
+//   sub      - any idle sub-worker
+//   directed - one FIFO per chip (submit_next_level(worker=i))
+//   any_chip - any idle chip
+//   groups   - group tasks, FIFO; the head reserves chips as they go idle
+// Scheduler thread only.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "common/distributed/task_id.h"
+
+namespace tierflow {
+
+struct ReadyQueues {
+  explicit ReadyQueues(uint32_t chips) : directed(chips) {}
+
+  std::deque<SlotIndex> sub;
+  std::vector<std::deque<SlotIndex>> directed;
+  std::deque<SlotIndex> any_chip;
+  std::deque<SlotIndex> groups;
+
+  uint64_t depth() const {
+    uint64_t n = sub.size() + any_chip.size() + groups.size();
+    for (auto& q : directed) n += q.size();
+    return n;
+  }
+};
+
+}  // namespace tierflow

@@ -1,0 +1,31 @@
+// WorkerThread: an in-process worker behind a ShmEndpoint — a thread running
+// the child loop on a private Mailbox. The C++ tests use it as a fake chip or
+// sub-worker; it exercises the same mailbox protocol a child process does.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/distributed/child_port.h"
+#include "common/distributed/shm_endpoint.h"
+
+namespace tierflow {
+
+class WorkerThread {
+ public:
+  // Runs `fn(request, &error)`; returning false fails the task with `error`.
+  using Body = std::function<bool(const Request&, std::string*)>;
+  WorkerThread(Doorbell& bell, Body body);
+  ~WorkerThread();  // asks the loop to exit and joins it
+  Endpoint& endpoint() { return endpoint_; }
+
+ private:
+  std::unique_ptr<Mailbox> box_;
+  ShmEndpoint endpoint_;
+  ChildPort port_;
+  Body body_;
+  std::thread thread_;
+};
+
+}  // namespace tierflow
