@@ -41,11 +41,11 @@ void Reaper::stop() {
   thread_.join();
 }
 
-std::string Reaper::describe(int si_code, int si_status) {
-  if (si_code == CLD_EXITED) return "exited with exit code " + std::to_string(si_status);
-  const char* abbrev = sigabbrev_np(si_status);
-  std::string sig = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(si_status);
-  return std::string("killed by signal ") + sig + (si_code == CLD_DUMPED ? " (core dumped)" : "");
+std::string Reaper::describe(int code, int status) {
+  if (code == CLD_EXITED) return "exited with exit code " + std::to_string(status);
+  const char* abbrev = sigabbrev_np(status);
+  std::string sig = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(status);
+  return std::string("killed by signal ") + sig + (code == CLD_DUMPED ? " (core dumped)" : "");
 }
 
 void Reaper::loop() {

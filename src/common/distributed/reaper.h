@@ -33,7 +33,7 @@ class Reaper {
   void kill_all(int sig);
   size_t alive() const;
 
-  static std::string describe(int si_code, int si_status);
+  static std::string describe(int code, int status);
 
  private:
   void loop();

@@ -19,9 +19,19 @@ Scheduler::Scheduler(TaskGraph& graph, Doorbell& bell, std::vector<Endpoint*> su
                      GroupBarrier* barriers)
     : graph_(graph), bell_(bell), barriers_(barriers), n_subs_(static_cast<uint32_t>(subs.size())),
       queues_(static_cast<uint32_t>(chips.size())) {
-  for (size_t i = 0; i < subs.size(); ++i) workers_.push_back(Worker{subs[i], "sub " + std::to_string(i)});
-  for (size_t i = 0; i < chips.size(); ++i) workers_.push_back(Worker{chips[i], "chip " + std::to_string(i)});
-  for (auto& w : workers_) stats_.push_back(WorkerStats{w.name});
+  auto add = [this](Endpoint* ep, std::string name) {
+    Worker w;
+    w.ep = ep;
+    w.name = std::move(name);
+    workers_.push_back(w);
+  };
+  for (size_t i = 0; i < subs.size(); ++i) add(subs[i], "sub " + std::to_string(i));
+  for (size_t i = 0; i < chips.size(); ++i) add(chips[i], "chip " + std::to_string(i));
+  for (auto& w : workers_) {
+    WorkerStats ws;
+    ws.name = w.name;
+    stats_.push_back(ws);
+  }
 }
 
 Scheduler::~Scheduler() { stop(); }

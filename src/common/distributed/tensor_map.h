@@ -20,6 +20,7 @@
 // Not thread-safe by itself; the Orchestrator holds one mutex around lookup +
 // insert and around retire.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <unordered_map>
