@@ -1,0 +1,182 @@
+// tf.TaskArgs and tf.Tag. Tensors are read through the buffer protocol
+// (PyBUF_RECORDS_RO gives byte strides), the cheapest path for numpy arrays.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <cstring>
+#include <string>
+
+#include "bindings.h"
+
+namespace tierflow::py {
+
+using namespace nb::literals;
+
+namespace {
+
+DType parse_format(const char* fmt, Py_ssize_t itemsize) {
+  while (*fmt == '<' || *fmt == '=' || *fmt == '@' || *fmt == '!' || *fmt == '>') ++fmt;
+  DType d;
+  d.bits = static_cast<uint8_t>(itemsize * 8);
+  if (std::strcmp(fmt, "?") == 0) {
+    d.code = 6;
+  } else if (std::strlen(fmt) == 1 && std::strchr("bhilq", fmt[0])) {
+    d.code = 0;
+  } else if (std::strlen(fmt) == 1 && std::strchr("BHILQ", fmt[0])) {
+    d.code = 1;
+  } else if (std::strlen(fmt) == 1 && std::strchr("efd", fmt[0])) {
+    d.code = 2;
+  } else if (fmt[0] == 'Z' && std::strchr("fd", fmt[1]) && fmt[2] == 0) {
+    d.code = 5;
+  } else {
+    throw nb::type_error((std::string("unsupported tensor dtype (buffer format '") + fmt +
+                          "'); use a numeric numpy dtype such as float32, float64, int32 or int64")
+                             .c_str());
+  }
+  return d;
+}
+
+PyTaskArgs& add_tensor(PyTaskArgs& self, nb::handle obj, AccessTag tag) {
+  if (self.base != nullptr) throw std::logic_error("this TaskArgs belongs to a running task; build a new one");
+  Py_buffer view;
+  if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_RECORDS_RO) != 0) {
+    PyErr_Clear();
+    throw nb::type_error(("a task tensor must be a numpy array allocated with w.alloc() or w.share(), got " +
+                          std::string(Py_TYPE(obj.ptr())->tp_name))
+                             .c_str());
+  }
+  struct Release {
+    Py_buffer* v;
+    ~Release() { PyBuffer_Release(v); }
+  } release{&view};
+  if (view.ndim > kMaxDims)
+    throw nb::value_error(("a task tensor has at most " + std::to_string(kMaxDims) + " dimensions").c_str());
+  if (writes(tag) && view.readonly)
+    throw nb::value_error("a read-only array cannot be an output or inout tensor");
+  TensorDesc d;
+  d.dtype = parse_format(view.format ? view.format : "B", view.itemsize);
+  d.tag = tag;
+  d.ndim = static_cast<uint8_t>(view.ndim);
+  for (int i = 0; i < view.ndim; ++i) {
+    d.shape[i] = view.shape[i];
+    d.strides[i] = view.strides ? view.strides[i] : 0;
+    if (d.strides[i] % view.itemsize != 0)
+      throw nb::value_error("tensor strides must be multiples of the item size; pass a copy made by w.share()");
+  }
+  auto addr = reinterpret_cast<uint64_t>(view.buf);
+  int64_t lo_rel, hi_rel;
+  d.span(&lo_rel, &hi_rel);
+  d.offset = addr;  // absolute until submit rebases it on the arena
+  d.lo = addr + lo_rel;
+  d.hi = addr + hi_rel;
+  if (lo_rel == hi_rel) d.lo = d.hi = addr;
+  self.args.tensors.push_back(d);
+  self.keep.push_back(nb::borrow(obj));
+  return self;
+}
+
+PyTaskArgs& add_scalar(PyTaskArgs& self, nb::handle x) {
+  Scalar s;
+  PyObject* o = x.ptr();
+  if (PyFloat_Check(o)) {
+    s.kind = Scalar::Float;
+    s.f = PyFloat_AsDouble(o);
+  } else if (PyIndex_Check(o)) {
+    nb::object i = nb::steal(PyNumber_Index(o));
+    if (!i.is_valid()) throw nb::python_error();
+    int overflow = 0;
+    s.kind = Scalar::Int;
+    s.i = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+    if (overflow != 0) throw nb::value_error("TaskArgs.scalar(): the integer does not fit in 64 bits");
+  } else if (PyNumber_Check(o) && !PyComplex_Check(o)) {
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) throw nb::python_error();
+    s.kind = Scalar::Float;
+    s.f = v;
+  } else {
+    throw nb::type_error(("TaskArgs.scalar() takes an int or a float, got " +
+                          std::string(Py_TYPE(o)->tp_name))
+                             .c_str());
+  }
+  self.args.scalars.push_back(s);
+  return self;
+}
+
+const TensorDesc& desc_at(const PyTaskArgs& self, int64_t i) {
+  auto n = static_cast<int64_t>(self.args.tensors.size());
+  if (i < 0) i += n;
+  if (i < 0 || i >= n)
+    throw nb::index_error(("tensor index " + std::to_string(i) + " out of range: the task has " +
+                           std::to_string(n) + " tensor(s)")
+                              .c_str());
+  return self.args.tensors[static_cast<size_t>(i)];
+}
+
+nb::object tensor_at(nb::handle self_h, int64_t i) {
+  PyTaskArgs& self = nb::cast<PyTaskArgs&>(self_h);
+  const TensorDesc& d = desc_at(self, i);
+  if (self.base == nullptr) return self.keep[static_cast<size_t>(i < 0 ? i + self.keep.size() : i)];
+  size_t shape[kMaxDims];
+  int64_t strides[kMaxDims];
+  for (int k = 0; k < d.ndim; ++k) {
+    shape[k] = static_cast<size_t>(d.shape[k]);
+    strides[k] = d.strides[k] / d.dtype.itemsize();
+  }
+  nb::dlpack::dtype dt{d.dtype.code, d.dtype.bits, 1};
+  void* data = self.base + d.offset;
+  // The owner is the TaskArgs: the arena mapping outlives it in a child.
+  if (d.tag == AccessTag::Input)
+    return nb::ndarray<nb::numpy, nb::ro>(data, d.ndim, shape, self_h, strides, dt).cast();
+  return nb::ndarray<nb::numpy>(data, d.ndim, shape, self_h, strides, dt).cast();
+}
+
+}  // namespace
+
+void bind_task_args(nb::module_& m) {
+  nb::enum_<AccessTag>(m, "Tag", "How a task touches a tensor")
+      .value("INPUT", AccessTag::Input)
+      .value("OUTPUT", AccessTag::Output)
+      .value("INOUT", AccessTag::InOut)
+      .value("NO_DEP", AccessTag::NoDep);
+
+  nb::class_<PyTaskArgs>(m, "TaskArgs",
+                         "Tensors and scalars of one task. Build with .input/.output/.inout/.no_dep/.scalar; "
+                         "read inside a task with .tensor(i)/.scalar(i)/.tag(i).")
+      .def(nb::init<>())
+      .def("input", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Input); },
+           nb::rv_policy::reference, "t"_a)
+      .def("output", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Output); },
+           nb::rv_policy::reference, "t"_a)
+      .def("inout", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::InOut); },
+           nb::rv_policy::reference, "t"_a)
+      .def("no_dep", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::NoDep); },
+           nb::rv_policy::reference, "t"_a)
+      .def("tensor", &tensor_at, "i"_a)
+      .def("tag", [](const PyTaskArgs& s, int64_t i) { return desc_at(s, i).tag; }, "i"_a)
+      // One name, two roles (as the contract has it): while building, add a
+      // scalar; inside a task, read scalar i.
+      .def("scalar", [](nb::handle self_h, nb::handle x) -> nb::object {
+             PyTaskArgs& s = nb::cast<PyTaskArgs&>(self_h);
+             if (s.base == nullptr) {
+               add_scalar(s, x);
+               return nb::borrow(self_h);
+             }
+             int64_t i = nb::cast<int64_t>(x);
+             auto n = static_cast<int64_t>(s.args.scalars.size());
+             if (i < 0) i += n;
+             if (i < 0 || i >= n)
+               throw nb::index_error(("scalar index out of range: the task has " + std::to_string(n) +
+                                      " scalar(s)").c_str());
+             const Scalar& v = s.args.scalars[static_cast<size_t>(i)];
+             if (v.kind == Scalar::Float) return nb::float_(v.f);
+             return nb::int_(v.i);
+           }, "x"_a)
+      .def_prop_ro("num_tensors", [](const PyTaskArgs& s) { return s.args.tensors.size(); })
+      .def_prop_ro("num_scalars", [](const PyTaskArgs& s) { return s.args.scalars.size(); })
+      .def("__repr__", [](const PyTaskArgs& s) {
+        return "TaskArgs(" + std::to_string(s.args.tensors.size()) + " tensors, " +
+               std::to_string(s.args.scalars.size()) + " scalars)";
+      });
+}
+
+}  // namespace tierflow::py

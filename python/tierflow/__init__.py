@@ -1,0 +1,31 @@
+"""tierflow: hierarchical task graphs over processes and machines.
+
+Write an orchestration function that submits tasks; each task names its
+tensors as input, output or inout and the engine infers every dependency, so
+the result equals running the tasks one by one in submission order. Tasks run
+on forked chip and sub-worker processes that share tensors zero-copy through a
+shared-memory arena.
+"""
+from ._core import Tag, TaskArgs
+from ._child import ChipContext
+from ._errors import (
+    ArenaExhausted,
+    Failure,
+    InvalidWorkerIndex,
+    TaskError,
+    WindowExhausted,
+    WorkerClosed,
+    WorkerStateError,
+)
+from ._handles import KernelHandle, OrchHandle, SubHandle
+from ._task import Task
+from .orchestrator import Orchestrator
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArenaExhausted", "ChipContext", "Failure", "InvalidWorkerIndex", "KernelHandle", "OrchHandle",
+    "Orchestrator", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
+    "WorkerClosed", "WorkerStateError",
+]

@@ -1,0 +1,261 @@
+"""tf.Worker: one level of the hierarchy and the lifecycle of its processes.
+
+    new --init()--> running --close()--> closed
+     |                                     ^
+     +------------- close() ---------------+
+
+Python decides *when* (registration, fork ordering, shutdown); the C++ engine
+decides *how fast*. A level-3 Worker owns `chips` chip processes and
+`sub_workers` Python sub-worker processes, forked in init() before any
+engine thread starts.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import weakref
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from . import _core
+from ._errors import Failure, TaskError, WorkerClosed, WorkerStateError
+from ._handles import KernelHandle, OrchHandle, SubHandle
+from ._process import fork_children, forget_fds
+from .orchestrator import Orchestrator
+
+log = logging.getLogger("tierflow")
+
+_live_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for w in list(_live_workers):
+        try:
+            w._close(cancel=True)
+        except Exception:  # interpreter is exiting; report, keep going
+            log.exception("tierflow: closing a Worker at exit failed")
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class Worker:
+    """The engine of one level. See tierflow's API.md section 1."""
+
+    def __init__(self, level: int = 3, *, chips: int = 0, sub_workers: int = 0, window: int = 1024,
+                 arena_bytes: int = 1 << 30, output: str = "prefix", trace: Optional[str] = None,
+                 name: Optional[str] = None):
+        level = _count("level", level, 3)
+        if level >= 4:
+            raise NotImplementedError("level >= 4 Workers (add_worker/add_remote) are not available in this "
+                                      "version of tierflow; use tf.Worker(level=3, ...)")
+        if trace is not None:
+            raise NotImplementedError("trace= is not available in this version of tierflow")
+        self.level = level
+        self.name = name or f"worker-{id(self):x}"
+        self._chips = _count("chips", chips, 0)
+        self._subs = _count("sub_workers", sub_workers, 0)
+        self._window = _count("window", window, 1)
+        self._arena_bytes = _count("arena_bytes", arena_bytes, 1)
+        if not isinstance(output, (str, os.PathLike)):
+            raise TypeError(f"output must be 'prefix', 'inherit' or a directory path, got {type(output).__name__}")
+        output = os.fspath(output)
+        if output not in ("prefix", "inherit") and os.path.exists(output) and not os.path.isdir(output):
+            raise ValueError(f"output={output!r} is neither 'prefix', 'inherit' nor a directory")
+        self._output = output
+        self._state = "new"
+        self._lock = threading.RLock()
+        self._sub_fns: List[Callable] = []
+        self._kernel_fns: List[Callable] = []
+        self._orch_fns: List[Callable] = []
+        self._arena: Optional[_core.Arena] = None
+        self._engine: Optional[_core.Engine] = None
+        self._pids: Dict[str, int] = {}
+        self._fds: List[int] = []
+        self._orch = Orchestrator(self)
+
+    def __repr__(self) -> str:
+        return (f"<tf.Worker {self.name} level={self.level} chips={self._chips} "
+                f"sub_workers={self._subs} {self._state}>")
+
+    # -- phase checks ---------------------------------------------------
+    def _check_open(self) -> None:
+        if self._state == "closed":
+            raise WorkerClosed(f"{self.name} is closed")
+
+    def _check_new(self, what: str) -> None:
+        self._check_open()
+        if self._state != "new":
+            raise WorkerStateError(f"{what} must happen before init(): the children are already forked "
+                                   f"and cannot learn new functions")
+
+    def _live_engine(self) -> "_core.Engine":
+        self._check_open()
+        if self._engine is None:
+            raise WorkerStateError(f"{self.name} is not started; call w.init() or use `with tf.Worker(...) as w:`")
+        return self._engine
+
+    _submit_engine = _live_engine
+
+    # -- registration ---------------------------------------------------
+    def _register(self, fns: List[Callable], cls: type, fn: Callable, what: str):
+        self._check_new(what)
+        if not callable(fn):
+            raise TypeError(f"{what}() takes a callable, got {type(fn).__name__}")
+        fns.append(fn)
+        return cls(self, len(fns) - 1, fn)
+
+    def register_sub(self, fn: Callable) -> SubHandle:
+        """fn(args) will run on a sub-worker process."""
+        return self._register(self._sub_fns, SubHandle, fn, "register_sub")
+
+    def register_kernel(self, fn: Callable) -> KernelHandle:
+        """fn(args, chip) will run on a chip process."""
+        return self._register(self._kernel_fns, KernelHandle, fn, "register_kernel")
+
+    def register_orch(self, fn: Callable) -> OrchHandle:
+        """fn(orch, args) will run on a next-level Worker (level >= 4)."""
+        return self._register(self._orch_fns, OrchHandle, fn, "register_orch")
+
+    sub = register_sub
+    kernel = register_kernel
+    orch = register_orch
+
+    # -- tensors --------------------------------------------------------
+    def _ensure_arena(self) -> "_core.Arena":
+        if self._arena is None:
+            self._arena = _core.Arena(self._arena_bytes)
+        return self._arena
+
+    def alloc(self, shape, dtype=np.float32) -> np.ndarray:
+        """An array in the shared arena, visible zero-copy in every child."""
+        with self._lock:
+            self._check_open()
+            dt = np.dtype(dtype)
+            if dt.hasobject or dt.fields is not None or dt.itemsize == 0:
+                raise TypeError(f"w.alloc(): dtype {dt} cannot live in shared memory; use a numeric dtype")
+            shape_t = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+            if any(s < 0 for s in shape_t):
+                raise ValueError(f"w.alloc(): negative dimension in shape {shape_t}")
+            nbytes = math.prod(shape_t) * dt.itemsize
+            raw = _core.arena_alloc(self._ensure_arena(), nbytes)
+        return raw.view(dt).reshape(shape_t)
+
+    def share(self, array) -> np.ndarray:
+        """A copy of `array` in the shared arena."""
+        a = np.asarray(array)
+        out = self.alloc(a.shape, a.dtype)
+        out[...] = a
+        return out
+
+    # -- lifecycle ------------------------------------------------------
+    def init(self) -> "Worker":
+        """Maps the shared memory, forks every child, then starts the engine."""
+        with self._lock:
+            self._check_open()
+            if self._state != "new":
+                raise WorkerStateError(f"{self.name} is already initialised")
+            arena = self._ensure_arena()
+            region = _core.SharedRegion(self._subs + self._chips, max(self._chips, 1))
+            if self._output not in ("prefix", "inherit"):
+                os.makedirs(self._output, exist_ok=True)
+            specs, pids, fds = fork_children(subs=self._subs, chips=self._chips, region=region, arena=arena,
+                                             sub_fns=self._sub_fns, kernel_fns=self._kernel_fns,
+                                             output=self._output)
+            # Every child exists: only now may engine threads start.
+            self._engine = _core.Engine(self._window, region, arena, self._subs, self._chips, specs)
+            self._pids, self._fds = pids, fds
+            self._state = "running"
+            _live_workers.add(self)
+        return self
+
+    def close(self) -> None:
+        """Waits for submitted work, stops every child and frees the engine."""
+        self._close(cancel=False)
+
+    def _close(self, cancel: bool) -> None:
+        with self._lock:
+            if self._state == "closed":
+                return
+            engine, self._state = self._engine, "closed"
+            self._engine = None
+            _live_workers.discard(self)
+        if engine is None:
+            return
+        try:
+            engine.shutdown(cancel, 2.0)
+        except BaseException:
+            engine.shutdown(True, 0.5)  # interrupted while waiting: stop at once
+            raise
+        finally:
+            forget_fds(self._fds)
+            for f in engine.take_failures():
+                f = Failure(*f)
+                log.warning("tierflow: %s closed with an unreported failure: task %d (%s on %s): %s",
+                            self.name, f.task_id, f.kind, f.worker, f.message)
+
+    def __enter__(self) -> "Worker":
+        if self._state == "new":
+            self.init()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._close(cancel=exc_type is not None)
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", "closed") == "running":
+            try:
+                self._close(cancel=True)
+            except Exception:
+                pass
+
+    # -- submitting (the default Orchestrator) ---------------------------
+    def submit_sub(self, handle, args=None):
+        return self._orch.submit_sub(handle, args)
+
+    def submit_next_level(self, handle, args=None, worker=None):
+        return self._orch.submit_next_level(handle, args, worker)
+
+    def submit_group(self, handle, args_list, workers=None):
+        return self._orch.submit_group(handle, args_list, workers)
+
+    def scope(self):
+        return self._orch.scope()
+
+    def drain(self, timeout: Optional[float] = None) -> None:
+        """Waits for everything submitted so far; raises tf.TaskError listing
+        the failures since the previous drain."""
+        engine = self._live_engine()
+        if not engine.drain(timeout):
+            raise TimeoutError(f"drain() timed out after {timeout} s with "
+                               f"{engine.stats()['outstanding']} task(s) unfinished")
+        failures = [Failure(*f) for f in engine.take_failures()]
+        if failures:
+            TaskError.raise_for(failures)
+
+    def run(self, fn: Callable, args: Any = None) -> None:
+        """Calls fn(orch, args), then drain()."""
+        self._live_engine()
+        self._orch.run(fn, args)
+
+    # -- observability --------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        engine = self._live_engine()
+        s = engine.stats()
+        s["restarts"] = 0
+        return s
+
+    def pids(self) -> Dict[str, int]:
+        """{"chip 0": pid, "sub 0": pid, ...} of the children forked by init()."""
+        self._check_open()
+        return dict(self._pids)
