@@ -183,7 +183,7 @@ class Worker:
         """Waits for submitted work, stops every child and frees the engine."""
         self._close(cancel=False)
 
-    def _close(self, cancel: bool) -> None:
+    def _close(self, cancel: bool, grace: float = 2.0) -> None:
         with self._lock:
             if self._state == "closed":
                 return
@@ -193,16 +193,20 @@ class Worker:
         if engine is None:
             return
         try:
-            engine.shutdown(cancel, 2.0)
+            engine.shutdown(cancel, grace)
         except BaseException:
             engine.shutdown(True, 0.5)  # interrupted while waiting: stop at once
             raise
         finally:
             forget_fds(self._fds)
-            for f in engine.take_failures():
-                f = Failure(*f)
-                log.warning("tierflow: %s closed with an unreported failure: task %d (%s on %s): %s",
-                            self.name, f.task_id, f.kind, f.worker, f.message)
+            self._log_unreported([Failure(*f) for f in engine.take_failures()])
+
+    def _log_unreported(self, failures: List[Failure], shown: int = 5) -> None:
+        for f in failures[:shown]:
+            log.warning("tierflow: %s closed with an unreported failure: task %d (%s%s): %s", self.name,
+                        f.task_id, f.kind, f" on {f.worker}" if f.worker else "", f.message)
+        if len(failures) > shown:
+            log.warning("tierflow: %s closed with %d more unreported failure(s)", self.name, len(failures) - shown)
 
     def __enter__(self) -> "Worker":
         if self._state == "new":
@@ -210,7 +214,9 @@ class Worker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._close(cancel=exc_type is not None)
+        # Ctrl-C: stop running tasks quickly; other errors: let them finish briefly.
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self._close(cancel=exc_type is not None, grace=0.5 if interrupted else 2.0)
 
     def __del__(self) -> None:
         if getattr(self, "_state", "closed") == "running":
