@@ -83,17 +83,18 @@ void bind_engine(nb::module_& m) {
                                                      std::move(procs))};
       }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "children"_a)
       .def("submit", [](PyEngine& e, int kind, uint32_t callable, int32_t target, nb::list members,
-                        std::vector<int32_t> group_chips) {
+                        std::vector<int32_t> group_chips, uint32_t retries) {
         Engine& eng = e.get();
         SubmitRequest req;
         req.kind = static_cast<TaskKind>(kind);
         req.callable = callable;
         req.target = target;
         req.group_chips = std::move(group_chips);
+        req.retries = retries;
         for (nb::handle h : members) req.members.push_back(rebase(nb::cast<const PyTaskArgs&>(h), eng.graph().arena()));
         nb::gil_scoped_release nogil;
         return eng.orchestrator().submit(std::move(req), check_signals);
-      }, "kind"_a, "callable"_a, "target"_a, "members"_a, "group_chips"_a)
+      }, "kind"_a, "callable"_a, "target"_a, "members"_a, "group_chips"_a, "retries"_a = 0)
       .def("scope_begin", [](PyEngine& e) { e.get().orchestrator().scope_begin(); })
       .def("scope_end", [](PyEngine& e) { e.get().orchestrator().scope_end(); })
       .def_prop_ro("scope_depth", [](PyEngine& e) { return e.get().orchestrator().scope_depth(); })
@@ -131,15 +132,18 @@ void bind_engine(nb::module_& m) {
         d["live_tasks"] = c.live;
         d["outstanding"] = c.outstanding;
         d["queue_depth"] = eng.scheduler().queue_depth();
-        nb::dict busy, alive, tasks;
+        d["retried"] = eng.scheduler().retried();
+        nb::dict busy, alive, tasks, running;
         for (auto& w : eng.scheduler().worker_stats()) {
           busy[w.name.c_str()] = w.busy_seconds;
           alive[w.name.c_str()] = w.alive;
           tasks[w.name.c_str()] = w.tasks;
+          if (w.running != kNoTask) running[w.name.c_str()] = w.running;
         }
         d["busy_seconds"] = busy;
         d["alive"] = alive;
         d["tasks_per_worker"] = tasks;
+        d["running"] = running;
         return d;
       })
       .def("shutdown", [](PyEngine& e, bool cancel, double grace) {

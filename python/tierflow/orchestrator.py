@@ -71,24 +71,31 @@ class Orchestrator:
             raise ValueError(f"{call}() needs chips, but this Worker has chips=0; "
                              f"create it with tf.Worker(level=3, chips=N)")
 
+    @staticmethod
+    def _retries(retries: Any) -> int:
+        if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+        return int(retries)
+
     def _submit(self, kind: int, handle: _Handle, target: int, members: List[TaskArgs],
-                chips: Sequence[int]) -> Task:
+                chips: Sequence[int], retries: int) -> Task:
         engine = self._worker._submit_engine()
-        slot, task_id = engine.submit(kind, handle.index, target, members, list(chips))
+        slot, task_id = engine.submit(kind, handle.index, target, members, list(chips), retries)
         return Task(self._worker, slot, task_id)
 
     # -- submitting -----------------------------------------------------
-    def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None) -> Task:
-        """Runs handle's function on any idle sub-worker."""
+    def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None, *, retries: int = 0) -> Task:
+        """Runs handle's function on any idle sub-worker. A task whose worker
+        dies is re-run up to `retries` times before it fails."""
         self._check_handle(handle, SubHandle, "submit_sub")
         args = self._check_args(args, "submit_sub")
         if self._worker._subs == 0:
             raise ValueError("submit_sub() needs sub-workers, but this Worker has sub_workers=0; "
                              "create it with tf.Worker(level=3, sub_workers=N)")
-        return self._submit(_SUB, handle, -1, [args], ())
+        return self._submit(_SUB, handle, -1, [args], (), self._retries(retries))
 
     def submit_next_level(self, handle: KernelHandle, args: Optional[TaskArgs] = None,
-                          worker: Optional[int] = None) -> Task:
+                          worker: Optional[int] = None, *, retries: int = 0) -> Task:
         """Runs a kernel on chip `worker`, or on any idle chip when worker is None."""
         if isinstance(handle, OrchHandle):
             raise TypeError("submit_next_level() on a level-3 Worker needs a tf.KernelHandle, got a "
@@ -97,10 +104,10 @@ class Orchestrator:
         args = self._check_args(args, "submit_next_level")
         self._need_chips("submit_next_level")
         target = -1 if worker is None else self._chip_index(worker, "submit_next_level")
-        return self._submit(_CHIP, handle, target, [args], ())
+        return self._submit(_CHIP, handle, target, [args], (), self._retries(retries))
 
     def submit_group(self, handle: KernelHandle, args_list: Sequence[TaskArgs],
-                     workers: Optional[Sequence[int]] = None) -> Task:
+                     workers: Optional[Sequence[int]] = None, *, retries: int = 0) -> Task:
         """Runs one task on len(args_list) chips at once; member i gets args_list[i]."""
         self._check_handle(handle, KernelHandle, "submit_group")
         self._need_chips("submit_group")
@@ -121,7 +128,7 @@ class Orchestrator:
             picked = [self._chip_index(w, "submit_group") for w in workers]
             if len(set(picked)) != n:
                 raise ValueError(f"submit_group(): workers {picked} name a chip twice; each member needs its own chip")
-        return self._submit(_GROUP, handle, -1, members, picked)
+        return self._submit(_GROUP, handle, -1, members, picked, self._retries(retries))
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:

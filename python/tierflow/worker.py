@@ -226,14 +226,14 @@ class Worker:
                 pass
 
     # -- submitting (the default Orchestrator) ---------------------------
-    def submit_sub(self, handle, args=None):
-        return self._orch.submit_sub(handle, args)
+    def submit_sub(self, handle, args=None, *, retries=0):
+        return self._orch.submit_sub(handle, args, retries=retries)
 
-    def submit_next_level(self, handle, args=None, worker=None):
-        return self._orch.submit_next_level(handle, args, worker)
+    def submit_next_level(self, handle, args=None, worker=None, *, retries=0):
+        return self._orch.submit_next_level(handle, args, worker, retries=retries)
 
-    def submit_group(self, handle, args_list, workers=None):
-        return self._orch.submit_group(handle, args_list, workers)
+    def submit_group(self, handle, args_list, workers=None, *, retries=0):
+        return self._orch.submit_group(handle, args_list, workers, retries=retries)
 
     def scope(self):
         return self._orch.scope()
@@ -243,8 +243,10 @@ class Worker:
         the failures since the previous drain."""
         engine = self._live_engine()
         if not engine.drain(timeout):
-            raise TimeoutError(f"drain() timed out after {timeout} s with "
-                               f"{engine.stats()['outstanding']} task(s) unfinished")
+            s = engine.stats()
+            running = ", ".join(f"task {t} on {w}" for w, t in s["running"].items()) or "none"
+            raise TimeoutError(f"drain() timed out after {timeout} s with {s['outstanding']} task(s) "
+                               f"unfinished; running: {running}; queued: {s['queue_depth']}")
         failures = [Failure(*f) for f in engine.take_failures()]
         if failures:
             TaskError.raise_for(failures)

@@ -48,6 +48,7 @@ std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::
   t.target = req.target;
   t.members = std::move(req.members);
   t.group_chips = std::move(req.group_chips);
+  t.retries_left = req.retries;
   TaskId id = graph_.begin(s, in_scope);
   if (Arena* arena = graph_.arena()) {
     for (auto& m : t.members)

@@ -29,6 +29,7 @@ struct SubmitRequest {
   int32_t target = -1;               // chip index or -1
   std::vector<TaskArgs> members;     // tensors carry arena offsets (offset/lo/hi)
   std::vector<int32_t> group_chips;  // explicit chips of a group, or empty
+  uint32_t retries = 0;              // re-runs allowed after a worker_died failure
 };
 
 class Orchestrator {

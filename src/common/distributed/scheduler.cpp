@@ -148,12 +148,17 @@ void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const s
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_[wi].busy = false;
+    stats_[wi].running = kNoTask;
     stats_[wi].busy_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - w.started).count();
     stats_[wi].tasks += 1;
   }
   TaskSlot& t = graph_.slot(s);
   bool ok = c.ok && !died;
-  if (!ok && !t.member_failed) {
+  // A death outranks the exceptions it causes in the other members of a group
+  // (released from the barrier), so the group is reported, and retried, as
+  // worker_died.
+  if (!ok && (!t.member_failed || (died && t.fail_kind != "worker_died"))) {
+    bool first = !t.member_failed;
     t.member_failed = true;
     t.fail_worker = w.name;
     if (died) {
@@ -166,9 +171,17 @@ void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const s
       t.fail_traceback = c.error;
     }
     // Release the other members of a group from the barrier.
-    if (t.kind == TaskKind::Group) barriers_[t.running_on[0] - n_subs_].break_it();
+    if (first && t.kind == TaskKind::Group) barriers_[t.running_on[0] - n_subs_].break_it();
   }
   if (++t.members_done < t.members.size()) return;
+  if (t.member_failed && t.fail_kind == "worker_died" && t.retries_left > 0) {
+    --t.retries_left;
+    t.members_done = 0;
+    t.member_failed = false;
+    retried_.fetch_add(1, std::memory_order_relaxed);
+    route(s);
+    return;
+  }
   Outcome o;
   o.ok = !t.member_failed;
   if (!o.ok) {
@@ -245,6 +258,7 @@ void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, u
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_[wi].busy = true;
+    stats_[wi].running = t.id.load(std::memory_order_relaxed);
   }
   w.ep->post(d);
 }

@@ -34,6 +34,7 @@ struct WorkerStats {
   bool busy = false;
   double busy_seconds = 0;
   uint64_t tasks = 0;
+  TaskId running = kNoTask;  // the task on this worker now
 };
 
 class Scheduler {
@@ -57,6 +58,7 @@ class Scheduler {
   uint32_t num_chips() const { return static_cast<uint32_t>(workers_.size()) - n_subs_; }
   std::vector<WorkerStats> worker_stats() const;
   uint64_t queue_depth() const { return depth_.load(std::memory_order_relaxed); }
+  uint64_t retried() const { return retried_.load(std::memory_order_relaxed); }
 
  private:
   struct Worker {
@@ -101,6 +103,7 @@ class Scheduler {
   mutable std::mutex stats_mu_;
   std::vector<WorkerStats> stats_;
   std::atomic<uint64_t> depth_{0};
+  std::atomic<uint64_t> retried_{0};
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> cancel_{false};

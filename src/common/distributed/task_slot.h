@@ -43,6 +43,7 @@ struct TaskSlot {
   std::vector<uint64_t> blocks;      // arena blocks pinned until the task finishes
   std::vector<SlotIndex> producers;  // slots this task holds a consumer ref on
   std::vector<TrackedRange> ranges;  // TensorMap entries owned by this task
+  uint32_t retries_left = 0;         // handed to the scheduler with the task
 
   // Guarded by mu.
   std::mutex mu;
