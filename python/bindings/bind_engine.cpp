@@ -74,14 +74,22 @@ void bind_engine(nb::module_& m) {
   nb::class_<PyEngine>(m, "Engine")
       .def("__init__", [](PyEngine* self, uint32_t window, std::shared_ptr<SharedRegion> region,
                           std::shared_ptr<Arena> arena, uint32_t subs, uint32_t chips,
-                          std::vector<std::tuple<int, uint32_t, int, int, int>> children) {
+                          std::vector<std::tuple<int, uint32_t, int, int>> children,
+                          std::tuple<int, int, int, bool> server) {
         std::vector<ChildProcess> procs;
         for (auto& c : children)
           procs.push_back(ChildProcess{std::get<0>(c) == 0 ? TaskKind::Sub : TaskKind::Chip, std::get<1>(c),
-                                       std::get<2>(c), std::get<3>(c), std::get<4>(c)});
+                                       std::get<2>(c), std::get<3>(c)});
+        ForkServer fs{std::get<0>(server), std::get<1>(server), std::get<2>(server), std::get<3>(server)};
         new (self) PyEngine{std::make_unique<Engine>(window, std::move(region), std::move(arena), subs, chips,
-                                                     std::move(procs))};
-      }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "children"_a)
+                                                     std::move(procs), fs)};
+      }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "children"_a, "server"_a)
+      .def("pids", [](PyEngine& e) {
+        Engine& eng = e.get();
+        nb::dict d;
+        for (uint32_t w = 0; w < eng.num_subs() + eng.num_chips(); ++w) d[eng.worker_name(w).c_str()] = eng.pid_of(w);
+        return d;
+      })
       .def("submit", [](PyEngine& e, int kind, uint32_t callable, int32_t target, nb::list members,
                         std::vector<int32_t> group_chips, uint32_t retries) {
         Engine& eng = e.get();
@@ -133,6 +141,7 @@ void bind_engine(nb::module_& m) {
         d["outstanding"] = c.outstanding;
         d["queue_depth"] = eng.scheduler().queue_depth();
         d["retried"] = eng.scheduler().retried();
+        d["restarts"] = eng.scheduler().restarts();
         nb::dict busy, alive, tasks, running;
         for (auto& w : eng.scheduler().worker_stats()) {
           busy[w.name.c_str()] = w.busy_seconds;

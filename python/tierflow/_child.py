@@ -45,7 +45,8 @@ class ChipContext:
         return f"<tf.ChipContext chip {self.chip_id} rank {self.group_rank}/{self.group_size}>"
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Dies (SIGKILL) when the process that forked this one dies."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -86,7 +87,7 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
     """Runs in the forked child; never returns."""
     code = 0
     try:
-        _die_with_parent(parent_pid)
+        die_with_parent(parent_pid)
         # Ctrl-C is the parent's to handle; it stops children itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for fd in close_fds:

@@ -24,7 +24,7 @@ import numpy as np
 from . import _core
 from ._errors import Failure, TaskError, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
-from ._process import fork_children, forget_fds
+from . import _forkserver
 from .orchestrator import Orchestrator
 
 log = logging.getLogger("tierflow")
@@ -80,7 +80,6 @@ class Worker:
         self._orch_fns: List[Callable] = []
         self._arena: Optional[_core.Arena] = None
         self._engine: Optional[_core.Engine] = None
-        self._pids: Dict[str, int] = {}
         self._fds: List[int] = []
         self._orch = Orchestrator(self)
 
@@ -169,12 +168,15 @@ class Worker:
             region = _core.SharedRegion(self._subs + self._chips, max(self._chips, 1))
             if self._output not in ("prefix", "inherit"):
                 os.makedirs(self._output, exist_ok=True)
-            specs, pids, fds = fork_children(subs=self._subs, chips=self._chips, region=region, arena=arena,
-                                             sub_fns=self._sub_fns, kernel_fns=self._kernel_fns,
-                                             output=self._output)
-            # Every child exists: only now may engine threads start.
-            self._engine = _core.Engine(self._window, region, arena, self._subs, self._chips, specs)
-            self._pids, self._fds = pids, fds
+            pid, pidfd, sock_fd, children, fds = _forkserver.start(
+                subs=self._subs, chips=self._chips, region=region, arena=arena, sub_fns=self._sub_fns,
+                kernel_fns=self._kernel_fns, output=self._output)
+            # Every child exists: only now may engine threads start. The engine
+            # owns the descriptors from here on.
+            specs = [(0 if kind == "sub" else 1, index, child_pid, fd) for kind, index, child_pid, fd in children]
+            self._engine = _core.Engine(self._window, region, arena, self._subs, self._chips, specs,
+                                        (pid, pidfd, sock_fd, True))
+            self._fds = fds
             self._state = "running"
             _live_workers.add(self)
         return self
@@ -198,7 +200,7 @@ class Worker:
             engine.shutdown(True, 0.5)  # interrupted while waiting: stop at once
             raise
         finally:
-            forget_fds(self._fds)
+            _forkserver.forget_fds(self._fds)
             self._log_unreported([Failure(*f) for f in engine.take_failures()])
 
     def _log_unreported(self, failures: List[Failure], shown: int = 5) -> None:
@@ -259,11 +261,8 @@ class Worker:
     # -- observability --------------------------------------------------
     def stats(self) -> Dict[str, Any]:
         engine = self._live_engine()
-        s = engine.stats()
-        s["restarts"] = 0
-        return s
+        return engine.stats()
 
     def pids(self) -> Dict[str, int]:
-        """{"chip 0": pid, "sub 0": pid, ...} of the children forked by init()."""
-        self._check_open()
-        return dict(self._pids)
+        """{"chip 0": pid, "sub 0": pid, ...}: the current process of each child."""
+        return self._live_engine().pids()

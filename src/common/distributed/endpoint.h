@@ -35,6 +35,8 @@ class Endpoint {
   virtual bool poll(Completion* out) = 0;
   // Asks the worker to leave once idle.
   virtual void stop() = 0;
+  // Makes the channel fresh for a replacement worker (the old one is dead).
+  virtual void reset() {}
 };
 
 }  // namespace tierflow

@@ -28,14 +28,21 @@ struct ChildProcess {
   TaskKind kind;   // Sub or Chip
   uint32_t index;  // within its kind
   int pid;
-  int pidfd;       // ownership passes to the engine
-  int output_fd;   // read end of its output pipe, or -1 (ownership passes too)
+  int output_fd;   // read end of its output pipe, or -1 (ownership passes to the engine)
+};
+
+// The fork server that forked the children and replaces dead ones.
+struct ForkServer {
+  int pid;
+  int pidfd;    // ownership passes to the engine
+  int sock_fd;  // ownership passes to the engine
+  bool replace_dead = true;
 };
 
 class Engine {
  public:
   Engine(uint32_t window, std::shared_ptr<SharedRegion> region, std::shared_ptr<Arena> arena, uint32_t subs,
-         uint32_t chips, std::vector<ChildProcess> children);
+         uint32_t chips, std::vector<ChildProcess> children, ForkServer server);
   ~Engine();
 
   TaskGraph& graph() { return graph_; }
@@ -51,9 +58,12 @@ class Engine {
   // joined. `on_slice` runs every 100 ms of waiting and may throw.
   void shutdown(bool cancel, int64_t grace_ms, const std::function<void()>& on_slice);
   bool stopped() const { return stopped_; }
+  int pid_of(uint32_t worker) const { return reaper_->pid_of(worker); }
+  std::string worker_name(uint32_t worker) const { return names_[worker]; }
 
  private:
   uint32_t subs_, chips_;
+  std::vector<std::string> names_;
   std::shared_ptr<SharedRegion> region_;
   TaskGraph graph_;
   std::vector<std::unique_ptr<ShmEndpoint>> endpoints_;

@@ -34,14 +34,26 @@ OutputPump::~OutputPump() {
   finish(0);
   for (auto& s : sources_)
     if (s.fd >= 0) close(s.fd);
+  for (auto& a : added_) close(a.first);
   close(stop_fd_);
 }
 
 void OutputPump::start() { thread_ = std::thread([this] { loop(); }); }
 
+void OutputPump::add_source(int fd, std::string prefix) {
+  {
+    std::lock_guard<std::mutex> lock(add_mu_);
+    added_.emplace_back(fd, std::move(prefix));
+  }
+  uint64_t one = 1;
+  ssize_t rc = write(stop_fd_, &one, sizeof one);
+  (void)rc;
+}
+
 void OutputPump::finish(int timeout_ms) {
   if (!thread_.joinable()) return;
   deadline_ms_ = timeout_ms;
+  stop_requested_.store(true);
   uint64_t one = 1;
   ssize_t rc = write(stop_fd_, &one, sizeof one);
   (void)rc;
@@ -74,7 +86,7 @@ void OutputPump::loop() {
         fds.push_back(pollfd{sources_[i].fd, POLLIN, 0});
         who.push_back(i);
       }
-    if (fds.empty()) return;
+    if (fds.empty() && stopping) return;
     if (!stopping) fds.push_back(pollfd{stop_fd_, POLLIN, 0});
     int wait_ms = -1;
     if (stopping) {
@@ -87,8 +99,18 @@ void OutputPump::loop() {
     if (rc < 0) break;
     if (rc == 0 && stopping) break;
     if (!stopping && fds.back().revents != 0) {
-      stopping = true;
-      deadline = clock::now() + std::chrono::milliseconds(deadline_ms_.load() < 0 ? 0 : deadline_ms_.load());
+      uint64_t count;
+      ssize_t r = read(stop_fd_, &count, sizeof count);
+      (void)r;
+      {
+        std::lock_guard<std::mutex> lock(add_mu_);
+        for (auto& a : added_) sources_.push_back(Source{a.first, a.second, {}});
+        added_.clear();
+      }
+      if (stop_requested_.load()) {
+        stopping = true;
+        deadline = clock::now() + std::chrono::milliseconds(deadline_ms_.load() < 0 ? 0 : deadline_ms_.load());
+      }
     }
     for (size_t k = 0; k < who.size(); ++k) {
       if (fds[k].revents == 0) continue;

@@ -5,6 +5,7 @@
 // newline added. Child output never shares a channel with control traffic.
 #pragma once
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -18,6 +19,8 @@ class OutputPump {
   OutputPump(std::vector<std::pair<int, std::string>> sources, int out_fd);
   ~OutputPump();
   void start();
+  // Any thread: starts carrying another child's output (a replacement's).
+  void add_source(int fd, std::string prefix);
   // Delivers what is left, until every pipe reaches EOF or `timeout_ms`
   // passes, then joins the thread.
   void finish(int timeout_ms);
@@ -33,7 +36,10 @@ class OutputPump {
   };
   std::vector<Source> sources_;
   int out_fd_;
-  int stop_fd_ = -1;
+  int stop_fd_ = -1;  // eventfd: stop requested or sources added
+  std::mutex add_mu_;
+  std::vector<std::pair<int, std::string>> added_;  // guarded by add_mu_
+  std::atomic<bool> stop_requested_{false};
   std::atomic<int> deadline_ms_{-1};  // set before stop_fd_ is signalled
   std::thread thread_;
 };

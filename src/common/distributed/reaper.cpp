@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,17 +19,20 @@
 
 namespace tierflow {
 
-Reaper::Reaper(std::vector<WatchedChild> children, OnDeath on_death)
-    : children_(std::move(children)), exited_(children_.size(), false), on_death_(std::move(on_death)) {
+Reaper::Reaper(int sock_fd, int server_pid, int server_pidfd, std::vector<std::string> names, std::vector<int> pids,
+               ReaperCallbacks callbacks)
+    : sock_fd_(sock_fd), server_pid_(server_pid), server_pidfd_(server_pidfd), names_(std::move(names)),
+      cb_(std::move(callbacks)), pids_(std::move(pids)), alive_(pids_.size(), true) {
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) throw std::runtime_error("eventfd failed");
 }
 
 Reaper::~Reaper() {
+  quit(1000);
   stop();
-  for (auto& c : children_)
-    if (c.pidfd >= 0) close(c.pidfd);
-  if (stop_fd_ >= 0) close(stop_fd_);
+  close(sock_fd_);
+  close(server_pidfd_);
+  close(stop_fd_);
 }
 
 void Reaper::start() { thread_ = std::thread([this] { loop(); }); }
@@ -48,71 +52,157 @@ std::string Reaper::describe(int code, int status) {
   return std::string("killed by signal ") + sig + (code == CLD_DUMPED ? " (core dumped)" : "");
 }
 
-void Reaper::loop() {
-  for (;;) {
-    std::vector<pollfd> fds;
-    std::vector<size_t> who;
+void Reaper::send(uint32_t type, uint32_t mailbox) {
+  ForkServerMsg m{type, mailbox, 0, 0, 0};
+  std::lock_guard<std::mutex> lock(send_mu_);
+  ssize_t rc;
+  do {
+    rc = ::send(sock_fd_, &m, sizeof m, MSG_NOSIGNAL);
+  } while (rc < 0 && errno == EINTR);
+}
+
+void Reaper::request_spawn(uint32_t mailbox) { send(kMsgSpawn, mailbox); }
+
+// Returns false when the socket has nothing more to give.
+bool Reaper::read_message() {
+  ForkServerMsg m;
+  char control[CMSG_SPACE(sizeof(int))];
+  iovec iov{&m, sizeof m};
+  msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = recvmsg(sock_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return errno == EINTR;
+  if (n != static_cast<ssize_t>(sizeof m)) return false;
+  int fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  if (m.mailbox >= pids_.size()) {
+    if (fd >= 0) close(fd);
+    return true;
+  }
+  if (m.type == kMsgSpawned) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (size_t i = 0; i < children_.size(); ++i)
-        if (!exited_[i]) {
-          fds.push_back(pollfd{children_[i].pidfd, POLLIN, 0});
-          who.push_back(i);
-        }
+      pids_[m.mailbox] = m.pid;
+      alive_[m.mailbox] = true;
     }
-    fds.push_back(pollfd{stop_fd_, POLLIN, 0});
-    int rc = poll(fds.data(), fds.size(), -1);
+    changed_.notify_all();
+    cb_.on_spawn(m.mailbox, m.pid, fd);
+  } else if (m.type == kMsgDied) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      alive_[m.mailbox] = false;
+    }
+    changed_.notify_all();
+    cb_.on_death(m.mailbox, names_[m.mailbox] + " (pid " + std::to_string(m.pid) + ") died: " +
+                                describe(m.code, m.status));
+  }
+  return true;
+}
+
+void Reaper::server_exited() {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  syscall(SYS_waitid, P_PIDFD, server_pidfd_, &info, WEXITED, nullptr);
+  while (read_message()) {
+  }
+  std::vector<uint32_t> orphans;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    server_gone_ = true;
+    for (uint32_t i = 0; i < alive_.size(); ++i)
+      if (alive_[i]) {
+        alive_[i] = false;
+        orphans.push_back(i);
+      }
+  }
+  changed_.notify_all();
+  for (uint32_t i : orphans)
+    cb_.on_death(i, names_[i] + " (pid " + std::to_string(pids_[i]) + ") died: its fork server exited (" +
+                        describe(info.si_code, info.si_status) + ")");
+}
+
+void Reaper::loop() {
+  bool sock_open = true;
+  for (;;) {
+    // Once the server closed its end, only its pidfd and stop matter.
+    pollfd fds[3] = {{sock_open ? sock_fd_ : -1, POLLIN, 0}, {server_pidfd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    int rc = poll(fds, 3, -1);
     if (rc < 0) {
       if (errno == EINTR) continue;
       return;
     }
-    if (fds.back().revents != 0) return;
-    for (size_t k = 0; k + 1 < fds.size(); ++k) {
-      if (fds[k].revents == 0) continue;
-      size_t i = who[k];
-      siginfo_t info;
-      memset(&info, 0, sizeof info);
-      if (syscall(SYS_waitid, P_PIDFD, children_[i].pidfd, &info, WEXITED, nullptr) != 0) {
-        if (errno == EINTR) continue;
-        info.si_code = CLD_EXITED;
-        info.si_status = -1;
-      }
-      std::string why = children_[i].name + " (pid " + std::to_string(children_[i].pid) +
-                        ") died: " + describe(info.si_code, info.si_status);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        exited_[i] = true;
-      }
-      exited_cv_.notify_all();
-      on_death_(i, why);
+    if (fds[0].revents != 0) {
+      // Deliver every message before looking at the server's exit.
+      if (!read_message() && (fds[0].revents & (POLLHUP | POLLERR))) sock_open = false;
+      continue;
     }
+    if (fds[1].revents != 0) {
+      server_exited();
+      // Nothing more can happen; wait for stop().
+      pollfd s{stop_fd_, POLLIN, 0};
+      while (poll(&s, 1, -1) < 0 && errno == EINTR) {
+      }
+      return;
+    }
+    if (fds[2].revents != 0) return;
   }
 }
 
 bool Reaper::wait_all_exited(int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
   auto all = [&] {
-    for (bool e : exited_)
-      if (!e) return false;
+    for (bool a : alive_)
+      if (a) return false;
     return true;
   };
-  if (timeout_ms < 0) {
-    exited_cv_.wait(lock, all);
-    return true;
+  return changed_.wait_for(lock, std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms), all);
+}
+
+void Reaper::quit(int64_t timeout_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (server_gone_) return;
   }
-  return exited_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), all);
+  send(kMsgQuit, 0);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (thread_.joinable() &&
+      changed_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return server_gone_; }))
+    return;
+  lock.unlock();
+  // The server did not leave in time (or the thread is not running): kill it;
+  // its children follow through PR_SET_PDEATHSIG.
+  syscall(SYS_pidfd_send_signal, server_pidfd_, SIGKILL, nullptr, 0);
+  if (!thread_.joinable()) {
+    siginfo_t info;
+    syscall(SYS_waitid, P_PIDFD, server_pidfd_, &info, WEXITED, nullptr);
+    std::lock_guard<std::mutex> relock(mu_);
+    server_gone_ = true;
+    return;
+  }
+  lock.lock();
+  changed_.wait_for(lock, std::chrono::milliseconds(5000), [&] { return server_gone_; });
 }
 
 void Reaper::kill_all(int sig) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < children_.size(); ++i)
-    if (!exited_[i]) syscall(SYS_pidfd_send_signal, children_[i].pidfd, sig, nullptr, 0);
+  for (size_t i = 0; i < alive_.size(); ++i)
+    if (alive_[i] && pids_[i] > 0) kill(pids_[i], sig);
+}
+
+int Reaper::pid_of(uint32_t mailbox) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pids_[mailbox];
 }
 
 size_t Reaper::alive() const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;
-  for (bool e : exited_) n += !e;
+  for (bool a : alive_) n += a;
   return n;
 }
 

@@ -62,6 +62,34 @@ void Scheduler::report_death(TaskKind kind, uint32_t index, std::string why) {
   bell_.ring();
 }
 
+void Scheduler::report_birth(TaskKind kind, uint32_t index) {
+  uint32_t w = kind == TaskKind::Sub ? index : n_subs_ + index;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    births_.push_back(w);
+  }
+  bell_.ring();
+}
+
+bool Scheduler::take_births() {
+  std::vector<uint32_t> births;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (births_.empty()) return false;
+    births.swap(births_);
+  }
+  for (uint32_t i : births) {
+    Worker& w = workers_[i];
+    if (w.alive) continue;
+    w.alive = true;
+    w.restarting = false;
+    restarts_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_[i].alive = true;
+  }
+  return true;
+}
+
 void Scheduler::cancel_pending() {
   cancel_.store(true, std::memory_order_release);
   bell_.ring();
@@ -76,6 +104,7 @@ void Scheduler::loop() {
   while (!stop_.load(std::memory_order_acquire)) {
     uint32_t ticket = bell_.prepare();
     bool progress = take_deaths();
+    progress |= take_births();
     progress |= poll_workers();
     progress |= take_inbox();
     if (cancel_.load(std::memory_order_acquire)) {
@@ -124,6 +153,14 @@ bool Scheduler::take_deaths() {
       else
         member_done(d.first, c, true, d.second);
     }
+    // A worker that keeps dying without finishing anything is not replaced
+    // forever (e.g. a callable that crashes the process at start).
+    constexpr uint32_t kMaxCrashLoop = 5;
+    if (respawn_ && !no_respawn_.load(std::memory_order_acquire) && ++w.crashes <= kMaxCrashLoop) {
+      w.restarting = true;
+      w.ep->reset();
+      respawn_(d.first);
+    }
   }
   return true;
 }
@@ -154,6 +191,7 @@ void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const s
   }
   TaskSlot& t = graph_.slot(s);
   bool ok = c.ok && !died;
+  if (!died) w.crashes = 0;
   // A death outranks the exceptions it causes in the other members of a group
   // (released from the barrier), so the group is reported, and retried, as
   // worker_died.
@@ -264,7 +302,7 @@ void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, u
 }
 
 bool Scheduler::live_chip(int32_t c) const {
-  return c >= 0 && static_cast<uint32_t>(c) < num_chips() && workers_[chip_worker(c)].alive;
+  return c >= 0 && static_cast<uint32_t>(c) < num_chips() && usable(workers_[chip_worker(c)]);
 }
 
 void Scheduler::fail_queue(std::deque<SlotIndex>& q, const std::string& why) {
@@ -284,7 +322,7 @@ void Scheduler::fail_queue(std::deque<SlotIndex>& q, const std::string& why) {
 bool Scheduler::fail_unrunnable() {
   bool any = false;
   bool sub_alive = false, chip_alive = false;
-  for (uint32_t i = 0; i < workers_.size(); ++i) (i < n_subs_ ? sub_alive : chip_alive) |= workers_[i].alive;
+  for (uint32_t i = 0; i < workers_.size(); ++i) (i < n_subs_ ? sub_alive : chip_alive) |= usable(workers_[i]);
   if (!sub_alive && !queues_.sub.empty()) {
     fail_queue(queues_.sub, "no live sub-worker is left to run this task");
     any = true;
@@ -294,7 +332,7 @@ bool Scheduler::fail_unrunnable() {
     any = true;
   }
   for (uint32_t c = 0; c < num_chips(); ++c)
-    if (!workers_[chip_worker(c)].alive && !queues_.directed[c].empty()) {
+    if (!usable(workers_[chip_worker(c)]) && !queues_.directed[c].empty()) {
       fail_queue(queues_.directed[c], "chip " + std::to_string(c) + " is dead; the task was directed to it");
       any = true;
     }
@@ -315,7 +353,7 @@ bool Scheduler::dispatch_groups() {
       chips = t.group_chips;
     } else {
       uint32_t live = 0;
-      for (uint32_t c = 0; c < num_chips(); ++c) live += workers_[chip_worker(c)].alive;
+      for (uint32_t c = 0; c < num_chips(); ++c) live += usable(workers_[chip_worker(c)]);
       if (live < n)
         dead = "the group needs " + std::to_string(n) + " chips but only " + std::to_string(live) + " are alive";
     }
@@ -347,8 +385,8 @@ bool Scheduler::dispatch_groups() {
       bool all_idle = true;
       for (int32_t c : chips) {
         Worker& w = workers_[chip_worker(c)];
-        if (!w.busy && w.reserved_by == -1) w.reserved_by = g;
-        all_idle &= !w.busy && w.reserved_by == g;
+        if (w.alive && !w.busy && w.reserved_by == -1) w.reserved_by = g;
+        all_idle &= w.alive && !w.busy && w.reserved_by == g;
       }
       if (!all_idle) return any;
     }

@@ -13,6 +13,7 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -51,6 +52,14 @@ class Scheduler {
   // Any thread.
   void enqueue(SlotIndex s);
   void report_death(TaskKind kind, uint32_t index, std::string why);
+  // A replacement for a dead worker is up.
+  void report_birth(TaskKind kind, uint32_t index);
+  // Called (on the scheduler thread) with a dead worker's number to ask for a
+  // replacement; without it dead workers stay dead. Set before start().
+  void set_respawn(std::function<void(uint32_t worker)> respawn) { respawn_ = std::move(respawn); }
+  // From now on dead workers are not replaced (used by shutdown).
+  void stop_respawning() { no_respawn_.store(true, std::memory_order_release); }
+  uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   // From now on, ready tasks fail without running (used by close()).
   void cancel_pending();
 
@@ -65,6 +74,8 @@ class Scheduler {
     Endpoint* ep;
     std::string name;
     bool alive = true;
+    bool restarting = false;  // dead, a replacement is on its way
+    uint32_t crashes = 0;     // deaths since the last completed task
     bool busy = false;
     int64_t reserved_by = -1;  // slot of the group holding this idle chip
     SlotIndex slot = 0;
@@ -86,6 +97,8 @@ class Scheduler {
   void route(SlotIndex s);
   void fail_queue(std::deque<SlotIndex>& q, const std::string& why);
   bool live_chip(int32_t c) const;
+  bool usable(const Worker& w) const { return w.alive || w.restarting; }
+  bool take_births();
   uint32_t chip_worker(int32_t c) const { return n_subs_ + static_cast<uint32_t>(c); }
 
   TaskGraph& graph_;
@@ -99,6 +112,10 @@ class Scheduler {
   std::mutex inbox_mu_;
   std::vector<SlotIndex> inbox_;
   std::vector<std::pair<uint32_t, std::string>> deaths_;
+  std::vector<uint32_t> births_;
+  std::function<void(uint32_t)> respawn_;
+  std::atomic<bool> no_respawn_{false};
+  std::atomic<uint64_t> restarts_{0};
 
   mutable std::mutex stats_mu_;
   std::vector<WorkerStats> stats_;

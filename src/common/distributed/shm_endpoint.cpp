@@ -37,4 +37,11 @@ bool ShmEndpoint::poll(Completion* out) {
 
 void ShmEndpoint::stop() { publish(kExit); }
 
+void ShmEndpoint::reset() {
+  // The old child is dead and the new one is forked only after this returns
+  // (the spawn request is sent afterwards), so plain stores suffice.
+  box_.child_waiting.store(0, std::memory_order_relaxed);
+  box_.state.store(kIdle, std::memory_order_release);
+}
+
 }  // namespace tierflow

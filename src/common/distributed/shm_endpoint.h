@@ -11,6 +11,7 @@ class ShmEndpoint final : public Endpoint {
   void post(const Dispatch& d) override;
   bool poll(Completion* out) override;
   void stop() override;
+  void reset() override;
 
  private:
   void publish(uint32_t state);
