@@ -125,6 +125,7 @@ void bind_engine(nb::module_& m) {
         for (auto& f : e.get().graph().take_failures()) out.append(failure_tuple(f));
         return out;
       })
+      .def("clear_failed_ranges", [](PyEngine& e) { e.get().graph().clear_failed_ranges(); })
       .def("failure", [](PyEngine& e, TaskId id) -> nb::object {
         auto f = e.get().graph().failure_of(id);
         if (!f) return nb::none();

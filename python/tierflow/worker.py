@@ -250,6 +250,9 @@ class Worker:
             raise TimeoutError(f"drain() timed out after {timeout} s with {s['outstanding']} task(s) "
                                f"unfinished; running: {running}; queued: {s['queue_depth']}")
         failures = [Failure(*f) for f in engine.take_failures()]
+        # The failures are reported now: bytes they left undefined stop
+        # poisoning later tasks.
+        engine.clear_failed_ranges()
         if failures:
             TaskError.raise_for(failures)
 

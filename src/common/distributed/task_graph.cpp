@@ -69,8 +69,14 @@ bool TaskGraph::wire(SlotIndex s) {
     hits.erase(std::unique(hits.begin(), hits.end(),
                            [](const TensorMapHit& a, const TensorMapHit& b) { return a.task == b.task; }),
                hits.end());
-    for (auto& h : hits)
-      if (try_ref(slots_[h.slot])) t.producers.push_back(h.slot);
+    for (auto& h : hits) {
+      if (h.slot == kTombstone) {
+        TaskId none = kNoTask;
+        t.poisoned_by.compare_exchange_strong(none, h.task, std::memory_order_relaxed);
+      } else if (try_ref(slots_[h.slot])) {
+        t.producers.push_back(h.slot);
+      }
+    }
   }
   for (SlotIndex p : t.producers) {
     TaskSlot& prod = slots_[p];
@@ -138,7 +144,16 @@ void TaskGraph::consume(SlotIndex s) {
   TaskId id = t.id.load(std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(map_mu_);
-    for (auto& r : t.ranges) map_.retire(r.alloc, r.lo, id);
+    if (t.state.load(std::memory_order_acquire) == TaskState::Failed) {
+      TaskId root;
+      {
+        std::lock_guard<std::mutex> slot_lock(t.mu);
+        root = t.root_cause;
+      }
+      for (auto& r : t.ranges) map_.entomb(r.alloc, r.lo, id, root);
+    } else {
+      for (auto& r : t.ranges) map_.retire(r.alloc, r.lo, id);
+    }
   }
   t.state.store(TaskState::Consumed, std::memory_order_release);
   ring_.release(s);
@@ -167,6 +182,11 @@ std::vector<Failure> TaskGraph::take_failures() {
   std::vector<Failure> out;
   out.swap(unreported_);
   return out;
+}
+
+void TaskGraph::clear_failed_ranges() {
+  std::lock_guard<std::mutex> lock(map_mu_);
+  map_.clear_tombstones();
 }
 
 GraphCounters TaskGraph::counters() const {

@@ -67,6 +67,9 @@ class TaskGraph {
   TaskState state_of(SlotIndex s, TaskId id) const;
   std::optional<Failure> failure_of(TaskId id) const;
   std::vector<Failure> take_failures();  // failures since the previous call
+  // Forgets the bytes of consumed failed tasks, so later tasks touching them
+  // run again (called once a drain has reported the failures).
+  void clear_failed_ranges();
   GraphCounters counters() const;
 
   // Waits up to `timeout_ms` (< 0: no limit) for `done()` to hold, in slices

@@ -39,12 +39,39 @@ void TensorMap::retire(uint64_t alloc, uint64_t lo, TaskId task) {
   if (a == allocs_.end()) return;
   auto range = a->second.by_lo.equal_range(lo);
   for (auto it = range.first; it != range.second;) {
-    if (it->second.task == task)
+    if (it->second.task == task && it->second.slot != kTombstone)
       it = a->second.by_lo.erase(it);
     else
       ++it;
   }
   if (a->second.by_lo.empty()) allocs_.erase(a);
+}
+
+void TensorMap::entomb(uint64_t alloc, uint64_t lo, TaskId task, TaskId root) {
+  auto a = allocs_.find(alloc);
+  if (a == allocs_.end()) return;
+  auto range = a->second.by_lo.equal_range(lo);
+  for (auto it = range.first; it != range.second; ++it)
+    if (it->second.task == task && it->second.slot != kTombstone) {
+      it->second.slot = kTombstone;
+      it->second.task = root;
+    }
+}
+
+void TensorMap::clear_tombstones() {
+  for (auto a = allocs_.begin(); a != allocs_.end();) {
+    auto& m = a->second.by_lo;
+    for (auto it = m.begin(); it != m.end();) {
+      if (it->second.slot == kTombstone)
+        it = m.erase(it);
+      else
+        ++it;
+    }
+    if (m.empty())
+      a = allocs_.erase(a);
+    else
+      ++a;
+  }
 }
 
 size_t TensorMap::size() const {

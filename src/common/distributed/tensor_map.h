@@ -30,6 +30,11 @@
 
 namespace tierflow {
 
+// A conflicting earlier access: a live task (slot, task), or the tombstone
+// of a failed task that is already consumed (slot == kTombstone, `task` is
+// the root failure to propagate).
+constexpr SlotIndex kTombstone = 0xffffffffu;
+
 struct TensorMapHit {
   SlotIndex slot;
   TaskId task;
@@ -45,6 +50,12 @@ class TensorMap {
   void insert(uint64_t alloc, uint64_t lo, uint64_t hi, bool writes, SlotIndex slot, TaskId task);
   // Removes the entry recorded for (alloc, lo, task), if still present.
   void retire(uint64_t alloc, uint64_t lo, TaskId task);
+  // Turns the entry of a consumed *failed* task into a tombstone carrying
+  // its root failure: a later task touching those bytes in a conflicting way
+  // depends on the failure and fails too, although the task is gone.
+  void entomb(uint64_t alloc, uint64_t lo, TaskId task, TaskId root);
+  // Drops every tombstone (after the failures were reported by a drain).
+  void clear_tombstones();
 
   size_t size() const;  // live entries, for tests and stats
 
