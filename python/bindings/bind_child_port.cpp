@@ -8,6 +8,7 @@
 #include "bindings.h"
 #include "common/distributed/arena.h"
 #include "common/distributed/child_port.h"
+#include "common/distributed/native_kernel.h"
 #include "common/distributed/shared_region.h"
 
 namespace tierflow::py {
@@ -19,21 +20,39 @@ struct PyChildPort {
   std::shared_ptr<SharedRegion> region;
   std::shared_ptr<Arena> arena;
   ChildPort port;
-  PyChildPort(std::shared_ptr<SharedRegion> r, std::shared_ptr<Arena> a, uint32_t mailbox)
-      : region(std::move(r)), arena(std::move(a)), port(region->mailbox(mailbox), region->doorbell()) {}
+  int32_t chip_id;
+  NativeKernelTable native;
+  PyChildPort(std::shared_ptr<SharedRegion> r, std::shared_ptr<Arena> a, uint32_t mailbox, int32_t chip)
+      : region(std::move(r)), arena(std::move(a)), port(region->mailbox(mailbox), region->doorbell()), chip_id(chip) {}
+
+  // Serves native-kernel requests entirely in C++ (GIL released); returns
+  // the first request that needs Python, or false on exit.
+  bool next_python_request(Request* req) {
+    for (;;) {
+      if (!port.wait(req)) return false;
+      tf_kernel_fn fn = native.find(req->callable);
+      if (fn == nullptr) return true;
+      std::string error;
+      bool ok = NativeKernelTable::run(fn, *req, arena->base(), chip_id, &region->barrier(req->barrier), &error);
+      port.complete(ok, error);
+    }
+  }
 };
 }  // namespace
 
 void bind_child_port(nb::module_& m) {
   nb::class_<PyChildPort>(m, "ChildPort")
-      .def(nb::init<std::shared_ptr<SharedRegion>, std::shared_ptr<Arena>, uint32_t>(), "region"_a, "arena"_a,
-           "mailbox"_a)
+      .def(nb::init<std::shared_ptr<SharedRegion>, std::shared_ptr<Arena>, uint32_t, int32_t>(), "region"_a,
+           "arena"_a, "mailbox"_a, "chip_id"_a = -1)
+      .def("add_native", [](PyChildPort& p, uint32_t callable, const std::string& path, const std::string& symbol) {
+        p.native.add(callable, path, symbol);
+      }, "callable"_a, "path"_a, "symbol"_a, "Serve `callable` with a C kernel from a shared library")
       .def("wait", [](PyChildPort& p) -> nb::object {
         Request req;
         bool got;
         {
           nb::gil_scoped_release nogil;
-          got = p.port.wait(&req);
+          got = p.next_python_request(&req);
         }
         if (!got) return nb::none();
         auto* args = new PyTaskArgs();

@@ -19,13 +19,14 @@ from ._errors import (
 )
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from ._task import Task
+from .native import NativeKernel, get_include
 from .orchestrator import Orchestrator
 from .worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArenaExhausted", "ChipContext", "Failure", "InvalidWorkerIndex", "KernelHandle", "OrchHandle",
+    "ArenaExhausted", "ChipContext", "Failure", "InvalidWorkerIndex", "KernelHandle", "NativeKernel", "OrchHandle",
     "Orchestrator", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
-    "WorkerClosed", "WorkerStateError",
+    "WorkerClosed", "WorkerStateError", "get_include",
 ]

@@ -15,6 +15,7 @@ import traceback
 from typing import Callable, Iterable, List, Optional
 
 from . import _core
+from .native import NativeKernel
 
 _PR_SET_PDEATHSIG = 1
 
@@ -96,7 +97,10 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
             except OSError:
                 pass
         _redirect_output(output, f"{kind} {index}", pipe_w)
-        port = _core.ChildPort(region, arena, mailbox)
+        port = _core.ChildPort(region, arena, mailbox, index if kind == "chip" else -1)
+        for i, fn in enumerate(callables):
+            if isinstance(fn, NativeKernel):
+                port.add_native(i, fn.path, fn.symbol)
         chip: Optional[ChipContext] = ChipContext(index, port) if kind == "chip" else None
         while True:
             req = port.wait()

@@ -119,7 +119,8 @@ class Worker:
         return self._register(self._sub_fns, SubHandle, fn, "register_sub")
 
     def register_kernel(self, fn: Callable) -> KernelHandle:
-        """fn(args, chip) will run on a chip process."""
+        """fn(args, chip) will run on a chip process; fn may be a
+        tf.NativeKernel, which the chip runs without entering Python."""
         return self._register(self._kernel_fns, KernelHandle, fn, "register_kernel")
 
     def register_orch(self, fn: Callable) -> OrchHandle:

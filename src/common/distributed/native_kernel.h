@@ -1,0 +1,37 @@
+// NativeKernelTable: the compiled kernels a chip process runs without
+// entering Python (ABI: python/tierflow/include/tierflow/kernel.h).
+// Built once per chip process at start; read-only afterwards.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/distributed/child_port.h"
+#include "common/distributed/group_barrier.h"
+#include "tierflow/kernel.h"
+
+namespace tierflow {
+
+class NativeKernelTable {
+ public:
+  NativeKernelTable() = default;
+  NativeKernelTable(const NativeKernelTable&) = delete;
+  NativeKernelTable& operator=(const NativeKernelTable&) = delete;
+
+  // dlopen()s `path` (once per path) and resolves `symbol` for callable id
+  // `callable`. Throws std::invalid_argument naming the path and symbol.
+  void add(uint32_t callable, const std::string& path, const std::string& symbol);
+  tf_kernel_fn find(uint32_t callable) const {
+    return callable < fns_.size() ? fns_[callable] : nullptr;
+  }
+
+  // Runs one request on this chip. Returns false (with `error` set) when the
+  // kernel returns non-zero.
+  static bool run(tf_kernel_fn fn, const Request& req, char* arena_base, int32_t chip_id, GroupBarrier* barrier,
+                  std::string* error);
+
+ private:
+  std::vector<tf_kernel_fn> fns_;
+};
+
+}  // namespace tierflow
