@@ -48,11 +48,11 @@ def test_chain_of_native_kernels_and_python_kernels_mix():
     with w:
         x = w.alloc(8, np.int64)
         x[:] = 0
-        for i in range(200):
+        for i in range(60):
             w.submit_next_level(add1 if i % 3 else times2, tf.TaskArgs().inout(x))
         w.drain()
     expected = 0
-    for i in range(200):
+    for i in range(60):
         expected = expected + 1 if i % 3 else expected * 2
     assert np.all(x == expected)
 
