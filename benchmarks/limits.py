@@ -1,0 +1,71 @@
+"""The machine's own limits, measured in the same run: a futex round trip
+between two processes (in C, built by the project, and from Python), and
+W3 done by one process with numpy."""
+import ctypes
+import mmap
+import os
+import time
+
+import numpy as np
+
+import tierflow
+
+MiB = 1 << 20
+_SYS_FUTEX = 202 if os.uname().machine == "x86_64" else 98
+_WAIT, _WAKE = 0, 1
+
+
+def futex_roundtrip_c_ns(iterations=100_000):
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(tierflow.__file__), "_futex_pingpong.so"))
+    lib.tf_futex_roundtrip_ns.restype = ctypes.c_double
+    lib.tf_futex_roundtrip_ns.argtypes = [ctypes.c_int]
+    return lib.tf_futex_roundtrip_ns(iterations)
+
+
+def futex_roundtrip_py_ns(iterations=20_000):
+    libc = ctypes.CDLL(None, use_errno=True)
+    mm = mmap.mmap(-1, 4096)
+    word = ctypes.c_uint32.from_buffer(mm)
+    addr = ctypes.addressof(word)
+    word.value = 2
+
+    def wait(want):
+        while True:
+            v = word.value
+            if v == want:
+                return
+            libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _WAIT, v, None, None, 0)
+
+    def give(to):
+        word.value = to
+        libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _WAKE, 1, None, None, 0)
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for _ in range(iterations):
+                wait(0)
+                give(1)
+        finally:
+            os._exit(0)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        give(0)
+        wait(1)
+    dt = time.perf_counter() - t0
+    os.waitpid(pid, 0)
+    del word
+    mm.close()
+    return dt / iterations * 1e9
+
+
+def w3_numpy_single_process_s(k=64, nbytes=8 * MiB):
+    n = nbytes // 4
+    t0 = time.perf_counter()
+    parts = [np.full(n, i, np.float32) for i in range(k)]
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out += p
+    dt = time.perf_counter() - t0
+    assert np.all(out == k * (k - 1) / 2)
+    return dt

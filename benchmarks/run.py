@@ -1,0 +1,208 @@
+"""tierflow's benchmark suite: one command, one process tree, one run.
+
+    pip install . matplotlib && python benchmarks/run.py [--reps 5] [--quick]
+
+Runs W1-W4 of ../shared/bench/WORKLOADS.md on tierflow (2 Python
+sub-workers; 2 chips with native kernels) and on ProcessPoolExecutor(2),
+measures the machine's limits in the same run (futex round trip in C and in
+Python, single-process numpy for W3), the Python submit cost and the engine's
+memory per live task, prints a table, and writes benchmarks/results/latest.json
+and benchmarks/results/latest.png. Each figure is the median of the
+repetitions (min and max beside it) after one untimed warm-up; ratios are
+taken pair by pair within this run.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import tierflow as tf  # noqa: E402
+from bench_peer import PeerBench  # noqa: E402
+from bench_tierflow import TierflowBench  # noqa: E402
+import limits  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNITS = {"w1": "tasks/s", "w2": "us/hop", "w3": "s", "w4": "tasks/s"}
+HIGHER_IS_BETTER = {"w1": True, "w2": False, "w3": False, "w4": True}
+
+
+def measure(fn, reps, quick_args=None):
+    fn(**(quick_args or {}))  # untimed warm-up
+    xs = [fn() for _ in range(reps)]
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "reps": xs}
+
+
+def submit_cost_us(n=100_000):
+    """Python submit path: 100k no-op submits that never block on the window."""
+    w = tf.Worker(level=3, sub_workers=2, window=131072)
+    h = w.register_sub(lambda args: None)
+    with w:
+        args = tf.TaskArgs()
+        for _ in range(1000):
+            w.submit_sub(h, args)
+        w.drain()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            w.submit_sub(h, args)
+        dt = time.perf_counter() - t0
+        w.drain()
+    return dt / n * 1e6
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bytes_per_live_task(window=65536):
+    """Engine bookkeeping per live task, from RSS: `window` tasks all waiting
+    behind one running task, versus none."""
+    w = tf.Worker(level=3, sub_workers=1, window=window)
+    gate = w.register_sub(lambda args: time.sleep(args.scalar(0)))
+    noop = w.register_sub(lambda args: None)
+    with w:
+        x = w.alloc(8)
+        w.submit_sub(noop, tf.TaskArgs().input(x))  # touch every code path once
+        w.drain()
+        args = tf.TaskArgs().input(x)
+        before = rss()
+        w.submit_sub(gate, tf.TaskArgs().inout(x).scalar(3.0))
+        for _ in range(window - 1):
+            w.submit_sub(noop, args)
+        after = rss()
+        w.drain()
+    return (after - before) / window
+
+
+def run(reps, quick):
+    res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "platform": platform.platform()}, "reps": reps, "workloads": {}}
+    q = {"w1": {"n": 500}, "w2": {"n": 100}, "w3": {"k": 4}, "w4": {"n": 200}}
+    systems = [("tierflow-sub", lambda: TierflowBench("sub")), ("tierflow-chip", lambda: TierflowBench("chip")),
+               ("processpool", PeerBench)]
+    for name, make in systems:
+        bench = make()
+        try:
+            for wl in ("w1", "w2", "w3", "w4"):
+                fn = getattr(bench, wl)
+                if quick:
+                    res["workloads"].setdefault(wl, {})[name] = measure(lambda: fn(**q[wl]), reps)
+                else:
+                    res["workloads"].setdefault(wl, {})[name] = measure(fn, reps, q[wl])
+                print(f"  {name:14s} {wl}: {res['workloads'][wl][name]['median']:.4g} {UNITS[wl]}", flush=True)
+        finally:
+            bench.close()
+    res["limits"] = {
+        "futex_roundtrip_c_us": measure(lambda: limits.futex_roundtrip_c_ns() / 1000, reps),
+        "futex_roundtrip_py_us": measure(lambda: limits.futex_roundtrip_py_ns() / 1000, reps),
+        "w3_numpy_single_process_s": measure(
+            (lambda: limits.w3_numpy_single_process_s(k=4)) if quick else limits.w3_numpy_single_process_s, reps),
+    }
+    res["submit_cost_us"] = measure(lambda: submit_cost_us(10_000 if quick else 100_000), reps)
+    res["bytes_per_live_task"] = bytes_per_live_task(4096 if quick else 65536)
+    return res
+
+
+def ratios(res):
+    wl, lim = res["workloads"], res["limits"]
+    m = lambda d: d["median"]  # noqa: E731
+    out = {}
+    for sysname in ("tierflow-sub", "tierflow-chip"):
+        for w in ("w1", "w4"):
+            out[f"{w} {sysname} / processpool (x faster)"] = m(wl[w][sysname]) / m(wl[w]["processpool"])
+        out[f"w2 {sysname}: processpool hop / tierflow hop (x faster)"] = m(wl["w2"]["processpool"]) / m(wl["w2"][sysname])
+        out[f"w3 {sysname}: processpool time / tierflow time (x faster)"] = m(wl["w3"]["processpool"]) / m(wl["w3"][sysname])
+        out[f"w3 {sysname} / numpy single process (x slower)"] = m(wl["w3"][sysname]) / m(lim["w3_numpy_single_process_s"])
+    out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
+    out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
+    return out
+
+
+TARGETS = {
+    "w1 tierflow-sub / processpool (x faster)": (">=", 20), "w1 tierflow-chip / processpool (x faster)": (">=", 20),
+    "w4 tierflow-sub / processpool (x faster)": (">=", 10), "w4 tierflow-chip / processpool (x faster)": (">=", 10),
+    "w2 tierflow-sub: processpool hop / tierflow hop (x faster)": (">=", 20),
+    "w2 tierflow-chip: processpool hop / tierflow hop (x faster)": (">=", 20),
+    "w3 tierflow-sub: processpool time / tierflow time (x faster)": (">=", 5),
+    "w3 tierflow-chip: processpool time / tierflow time (x faster)": (">=", 5),
+    "w3 tierflow-sub / numpy single process (x slower)": ("<=", 1.5),
+    "w3 tierflow-chip / numpy single process (x slower)": ("<=", 1.5),
+    "w2 tierflow-chip hop / C futex round trip": ("<=", 1.5),
+    "w2 tierflow-sub hop / C futex round trip": ("<=", 2.5),
+}
+
+
+def table(res, rat):
+    lines = ["| workload | tierflow-sub | tierflow-chip | processpool | unit |", "|---|---|---|---|---|"]
+    for w, d in res["workloads"].items():
+        cells = [f"{d[s]['median']:.4g} ({d[s]['min']:.3g}-{d[s]['max']:.3g})"
+                 for s in ("tierflow-sub", "tierflow-chip", "processpool")]
+        lines.append(f"| {w.upper()} | " + " | ".join(cells) + f" | {UNITS[w]} |")
+    lim = res["limits"]
+    lines += ["", "| limit | median (min-max) |", "|---|---|"]
+    for k, d in lim.items():
+        lines.append(f"| {k} | {d['median']:.4g} ({d['min']:.3g}-{d['max']:.3g}) |")
+    sc = res["submit_cost_us"]
+    lines.append(f"| submit cost from Python, us/task (target <= 3) | {sc['median']:.3g} ({sc['min']:.3g}-{sc['max']:.3g}) |")
+    lines.append(f"| engine bytes per live task (target <= 1024) | {res['bytes_per_live_task']:.0f} |")
+    lines += ["", "| ratio (same run) | value | target | met |", "|---|---|---|---|"]
+    for k, v in rat.items():
+        op, t = TARGETS.get(k, ("", None))
+        met = "" if t is None else ("yes" if (v >= t if op == ">=" else v <= t) else "NO")
+        lines.append(f"| {k} | {v:.3g} | {op} {t if t is not None else ''} | {met} |")
+    return "\n".join(lines)
+
+
+def chart(res, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install matplotlib)")
+        return False
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    systems = ["tierflow-sub", "tierflow-chip", "processpool"]
+    for ax, (w, d) in zip(axes, res["workloads"].items()):
+        names, vals, errs = list(systems), [d[s]["median"] for s in systems], [0, 0, 0]
+        if w == "w2":
+            names.append("C futex RT")
+            vals.append(res["limits"]["futex_roundtrip_c_us"]["median"])
+        if w == "w3":
+            names.append("numpy 1-proc")
+            vals.append(res["limits"]["w3_numpy_single_process_s"]["median"])
+        ax.bar(names, vals, color=["#1f77b4", "#2ca02c", "#d62728", "#7f7f7f"][:len(names)])
+        ax.set_yscale("log")
+        ax.set_title(f"{w.upper()} ({UNITS[w]}, {'higher' if HIGHER_IS_BETTER[w] else 'lower'} is better)")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the suite runs")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    opts = ap.parse_args()
+    res = run(opts.reps, opts.quick)
+    rat = ratios(res)
+    res["ratios"] = rat
+    os.makedirs(opts.out, exist_ok=True)
+    with open(os.path.join(opts.out, "latest.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    print(table(res, rat))
+    chart(res, os.path.join(opts.out, "latest.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
