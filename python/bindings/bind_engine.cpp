@@ -103,6 +103,17 @@ void bind_engine(nb::module_& m) {
         nb::gil_scoped_release nogil;
         return eng.orchestrator().submit(std::move(req), check_signals);
       }, "kind"_a, "callable"_a, "target"_a, "members"_a, "group_chips"_a, "retries"_a = 0)
+      .def("submit_one", [](PyEngine& e, int kind, uint32_t callable, int32_t target, const PyTaskArgs& args) {
+        // The common case (one member, no group, no retries) without list conversions.
+        Engine& eng = e.get();
+        SubmitRequest req;
+        req.kind = static_cast<TaskKind>(kind);
+        req.callable = callable;
+        req.target = target;
+        req.members.push_back(rebase(args, eng.graph().arena()));
+        nb::gil_scoped_release nogil;
+        return eng.orchestrator().submit(std::move(req), check_signals);
+      }, "kind"_a, "callable"_a, "target"_a, "args"_a)
       .def("scope_begin", [](PyEngine& e) { e.get().orchestrator().scope_begin(); })
       .def("scope_end", [](PyEngine& e) { e.get().orchestrator().scope_end(); })
       .def_prop_ro("scope_depth", [](PyEngine& e) { return e.get().orchestrator().scope_depth(); })

@@ -87,6 +87,12 @@ class Orchestrator:
     def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None, *, retries: int = 0) -> Task:
         """Runs handle's function on any idle sub-worker. A task whose worker
         dies is re-run up to `retries` times before it fails."""
+        worker = self._worker
+        # Fast path: the checks below, done with the cheapest tests Python has.
+        if (type(handle) is SubHandle and handle._owner is worker and type(args) is TaskArgs and not retries
+                and worker._engine is not None and worker._subs):
+            slot, task_id = worker._engine.submit_one(_SUB, handle.index, -1, args)
+            return Task(worker, slot, task_id)
         self._check_handle(handle, SubHandle, "submit_sub")
         args = self._check_args(args, "submit_sub")
         if self._worker._subs == 0:
@@ -100,6 +106,11 @@ class Orchestrator:
         if isinstance(handle, OrchHandle):
             raise TypeError("submit_next_level() on a level-3 Worker needs a tf.KernelHandle, got a "
                             "tf.OrchHandle; orch functions run on level-4 Workers")
+        wk = self._worker
+        if (type(handle) is KernelHandle and handle._owner is wk and type(args) is TaskArgs and not retries
+                and worker is None and wk._engine is not None and wk._chips):
+            slot, task_id = wk._engine.submit_one(_CHIP, handle.index, -1, args)
+            return Task(wk, slot, task_id)
         self._check_handle(handle, KernelHandle, "submit_next_level")
         args = self._check_args(args, "submit_next_level")
         self._need_chips("submit_next_level")

@@ -82,6 +82,9 @@ class Worker:
         self._engine: Optional[_core.Engine] = None
         self._fds: List[int] = []
         self._orch = Orchestrator(self)
+        # The hot submit calls go straight to the default Orchestrator.
+        self.submit_sub = self._orch.submit_sub
+        self.submit_next_level = self._orch.submit_next_level
 
     def __repr__(self) -> str:
         return (f"<tf.Worker {self.name} level={self.level} chips={self._chips} "

@@ -7,7 +7,7 @@
 namespace tierflow {
 
 namespace {
-constexpr int kSpins = 2000;
+constexpr int kSpins = 500;
 }
 
 bool ChildPort::wait(Request* out) {

@@ -46,11 +46,16 @@ void Scheduler::stop() {
 }
 
 void Scheduler::enqueue(SlotIndex s) {
+  bool first;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
+    first = inbox_.empty();
     inbox_.push_back(s);
   }
-  bell_.ring();
+  // A non-empty inbox has already rung the bell and has not been taken yet
+  // (take_inbox empties it under the same mutex), so one ring per batch is
+  // enough: the scheduler cannot sleep through it.
+  if (first) bell_.ring();
 }
 
 void Scheduler::report_death(TaskKind kind, uint32_t index, std::string why) {
