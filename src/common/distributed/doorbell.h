@@ -29,8 +29,13 @@ struct Doorbell {
     if (sleeping.load(std::memory_order_seq_cst) != 0) futex_wake_all(&seq);
   }
 
-  // Single waiter only (the scheduler thread).
-  void wait(uint32_t ticket) {
+  // Single waiter only (the scheduler thread). Spins `spins` times first:
+  // a hop whose completion arrives within the spin costs no futex wake.
+  void wait(uint32_t ticket, int spins = 0) {
+    for (int i = 0; i < spins; ++i) {
+      if (seq.load(std::memory_order_acquire) != ticket) return;
+      cpu_relax();
+    }
     sleeping.store(1, std::memory_order_seq_cst);
     while (seq.load(std::memory_order_seq_cst) == ticket) futex_wait(&seq, ticket);
     sleeping.store(0, std::memory_order_relaxed);

@@ -106,6 +106,8 @@ std::vector<WorkerStats> Scheduler::worker_stats() const {
 }
 
 void Scheduler::loop() {
+  constexpr int kSpins = 500;
+  bool recently_busy = false;
   while (!stop_.load(std::memory_order_acquire)) {
     uint32_t ticket = bell_.prepare();
     bool progress = take_deaths();
@@ -120,7 +122,10 @@ void Scheduler::loop() {
     }
     progress |= dispatch();
     depth_.store(queues_.depth(), std::memory_order_relaxed);
-    if (!progress) bell_.wait(ticket);
+    // Spin briefly only right after useful work: a busy pipeline hands the
+    // next completion over without a wake-up, an idle Worker sleeps at once.
+    if (!progress) bell_.wait(ticket, recently_busy ? kSpins : 0);
+    recently_busy = progress;
   }
 }
 
