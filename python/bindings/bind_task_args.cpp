@@ -144,13 +144,13 @@ void bind_task_args(nb::module_& m) {
                          "read inside a task with .tensor(i)/.scalar(i)/.tag(i).")
       .def(nb::init<>())
       .def("input", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Input); },
-           nb::rv_policy::reference, "t"_a)
+           nb::rv_policy::reference, "t"_a.none())
       .def("output", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Output); },
-           nb::rv_policy::reference, "t"_a)
+           nb::rv_policy::reference, "t"_a.none())
       .def("inout", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::InOut); },
-           nb::rv_policy::reference, "t"_a)
+           nb::rv_policy::reference, "t"_a.none())
       .def("no_dep", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::NoDep); },
-           nb::rv_policy::reference, "t"_a)
+           nb::rv_policy::reference, "t"_a.none())
       .def("tensor", &tensor_at, "i"_a)
       .def("tag", [](const PyTaskArgs& s, int64_t i) { return desc_at(s, i).tag; }, "i"_a)
       // One name, two roles (as the contract has it): while building, add a
@@ -170,7 +170,7 @@ void bind_task_args(nb::module_& m) {
              const Scalar& v = s.args.scalars[static_cast<size_t>(i)];
              if (v.kind == Scalar::Float) return nb::float_(v.f);
              return nb::int_(v.i);
-           }, "x"_a)
+           }, "x"_a.none())
       .def_prop_ro("num_tensors", [](const PyTaskArgs& s) { return s.args.tensors.size(); })
       .def_prop_ro("num_scalars", [](const PyTaskArgs& s) { return s.args.scalars.size(); })
       .def("__repr__", [](const PyTaskArgs& s) {
