@@ -75,6 +75,16 @@ bool TaskGraph::wire(SlotIndex s) {
         t.poisoned_by.compare_exchange_strong(none, h.task, std::memory_order_relaxed);
       } else if (try_ref(slots_[h.slot])) {
         t.producers.push_back(h.slot);
+      } else {
+        // Its count reached zero: it finished and is being consumed on another
+        // thread, which waits for map_mu_ to retire its entries. The slot
+        // cannot be reused meanwhile; a failure must still poison us.
+        TaskSlot& gone = slots_[h.slot];
+        if (gone.state.load(std::memory_order_acquire) == TaskState::Failed) {
+          std::lock_guard<std::mutex> slot_lock(gone.mu);
+          TaskId none = kNoTask;
+          t.poisoned_by.compare_exchange_strong(none, gone.root_cause, std::memory_order_relaxed);
+        }
       }
     }
   }
