@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import process_running
 
 SCRIPT = textwrap.dedent("""
     import os, time
@@ -27,13 +28,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
 
 @pytest.mark.timeout(60)
 def test_sigint_during_drain_returns_within_two_seconds_and_cleans_up():
@@ -49,4 +43,4 @@ def test_sigint_during_drain_returns_within_two_seconds_and_cleans_up():
     assert "KeyboardInterrupt" in err
     assert p.returncode != 0
     assert elapsed < 2.0, f"took {elapsed:.2f} s"
-    assert [x for x in pids if running(x)] == []
+    assert [x for x in pids if process_running(x)] == []

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import process_running
 
 PARENT = textwrap.dedent("""
     import sys, time
@@ -23,26 +24,19 @@ PARENT = textwrap.dedent("""
 """)
 
 
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
 
 @pytest.mark.timeout(60)
 def test_children_exit_within_a_second_of_parent_sigkill():
     p = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(x) for x in p.stdout.readline().split()]
-        assert len(pids) == 4 and all(running(x) for x in pids)
+        assert len(pids) == 4 and all(process_running(x) for x in pids)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
         deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and any(running(x) for x in pids):
+        while time.monotonic() < deadline and any(process_running(x) for x in pids):
             time.sleep(0.02)
-        assert [x for x in pids if running(x)] == []
+        assert [x for x in pids if process_running(x)] == []
     finally:
         if p.poll() is None:
             p.kill()

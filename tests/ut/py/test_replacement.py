@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tierflow as tf
+from conftest import process_running
 
 
 def wait_for(cond, timeout=10.0):
@@ -17,13 +18,6 @@ def wait_for(cond, timeout=10.0):
         time.sleep(0.01)
     return cond()
 
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture
@@ -64,8 +58,8 @@ def test_chip_killed_mid_task_is_replaced_and_serves(worker):
     assert "SIGKILL" in f.message and str(before["chip 1"]) in f.message
     assert wait_for(lambda: worker.stats()["restarts"] == 1)
     after = worker.pids()
-    assert after["chip 1"] != before["chip 1"] and alive(after["chip 1"])
-    assert not alive(before["chip 1"])
+    assert after["chip 1"] != before["chip 1"] and process_running(after["chip 1"])
+    assert not process_running(before["chip 1"])
     # The replacement runs registered kernels, also work directed to it.
     out = worker.alloc(4)
     worker.submit_next_level(h["fill"], tf.TaskArgs().output(out), worker=1)
@@ -91,7 +85,7 @@ def test_exit_code_is_named_and_idle_death_is_replaced(worker):
         worker.drain()
     assert [x.kind for x in ei.value.failures] == ["worker_died"]
     assert all(np.all(o == 7) for o in outs)
-    assert len(worker.pids()) == 4 and all(alive(p) for p in worker.pids().values())
+    assert len(worker.pids()) == 4 and all(process_running(p) for p in worker.pids().values())
 
 
 @pytest.mark.timeout(60)
