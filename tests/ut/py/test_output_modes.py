@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import ctypes, os, sys
     import tierflow as tf
     mode = sys.argv[1]
-    w = tf.Worker(level=3, chips=2, sub_workers=2, output=mode)
+    w = tf.Worker(level=3, chips=2, sub_workers=4, output=mode)
     libc = ctypes.CDLL(None)
     @w.sub
     def chatty(args):
@@ -50,14 +50,18 @@ def test_prefix_mode_delivers_every_line_once_with_its_prefix():
     assert "parent done" in p.stdout
     lines = p.stderr.splitlines()
     py = Counter()
+    printer = {}
     for line in lines:
-        assert line.startswith("[sub 0] ") or line.startswith("[sub 1] ") or line.startswith("[chip 1] "), line
+        assert line.startswith(("[sub 0] ", "[sub 1] ", "[sub 2] ", "[sub 3] ", "[chip 1] ")), line
         body = line.split("] ", 1)[1]
         if body.startswith("py "):
             _, tag, i, *rest = body.split(" ")
             assert (rest[0] if rest else "") == "x" * (int(i) % 50), line  # never cut mid-line
             py[(int(tag), int(i))] += 1
+            printer.setdefault(int(tag), set()).add(line.split("]", 1)[0])
     assert len(py) == 4 * n and set(py.values()) == {1}
+    # Four children printed at once, each task's lines from one child.
+    assert all(len(p) == 1 for p in printer.values()) and len(set.union(*printer.values())) == 4
     for tag in range(4):
         for what in (f"raw-fd1 {tag}", f"c-printf {tag}", f"err {tag}"):
             assert sum(1 for line in lines if line.endswith("] " + what)) == 1, what
@@ -71,8 +75,8 @@ def test_directory_mode_writes_one_log_per_child(tmp_path):
     p = run(str(logs), 3)
     assert p.returncode == 0, p.stderr[-2000:]
     files = sorted(os.listdir(logs))
-    assert files == ["chip-0.log", "chip-1.log", "sub-0.log", "sub-1.log"]
-    subs = (logs / "sub-0.log").read_text() + (logs / "sub-1.log").read_text()
+    assert files == ["chip-0.log", "chip-1.log", "sub-0.log", "sub-1.log", "sub-2.log", "sub-3.log"]
+    subs = "".join((logs / f"sub-{i}.log").read_text() for i in range(4))
     for tag in range(4):
         assert f"py {tag} 2 xx" in subs and f"c-printf {tag}" in subs and f"err {tag}" in subs
     assert "kernel on chip 1" in (logs / "chip-1.log").read_text()
