@@ -181,6 +181,7 @@ class Worker:
             self._engine = _core.Engine(self._window, region, arena, self._subs, self._chips, specs,
                                         (pid, pidfd, sock_fd, True))
             self._fds = fds
+            self._server_pid = pid
             self._state = "running"
             _live_workers.add(self)
         return self

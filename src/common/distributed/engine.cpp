@@ -39,6 +39,7 @@ Engine::Engine(uint32_t window, std::shared_ptr<SharedRegion> region, std::share
     if (fd >= 0) pump->add_source(fd, "[" + names[w] + "] ");
     sched->report_birth(kind_of(w), index_of(w));
   };
+  cb.on_server_gone = [sched] { sched->stop_respawning(); };
   reaper_.reset(new Reaper(server.sock_fd, server.pid, server.pidfd, names_, pids, std::move(cb)));
   Reaper* reaper = reaper_.get();
   if (server.replace_dead) scheduler_->set_respawn([reaper](uint32_t w) { reaper->request_spawn(w); });

@@ -121,6 +121,7 @@ void Reaper::server_exited() {
       }
   }
   changed_.notify_all();
+  if (cb_.on_server_gone) cb_.on_server_gone();
   for (uint32_t i : orphans)
     cb_.on_death(i, names_[i] + " (pid " + std::to_string(pids_[i]) + ") died: its fork server exited (" +
                         describe(info.si_code, info.si_status) + ")");

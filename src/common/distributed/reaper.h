@@ -33,6 +33,7 @@ enum : uint32_t { kMsgSpawn = 1, kMsgQuit = 2, kMsgSpawned = 1, kMsgDied = 2 };
 struct ReaperCallbacks {
   std::function<void(uint32_t mailbox, const std::string& why)> on_death;
   std::function<void(uint32_t mailbox, int pid, int output_fd)> on_spawn;
+  std::function<void()> on_server_gone;  // no replacement can come any more
 };
 
 class Reaper {

@@ -331,6 +331,10 @@ void Scheduler::fail_queue(std::deque<SlotIndex>& q, const std::string& why) {
 // Work that no live worker can ever run fails instead of waiting forever.
 bool Scheduler::fail_unrunnable() {
   bool any = false;
+  // Replacements that were asked for but can no longer come (shutdown, or
+  // the fork server is gone) must not keep work waiting.
+  if (no_respawn_.load(std::memory_order_acquire))
+    for (auto& w : workers_) w.restarting = false;
   bool sub_alive = false, chip_alive = false;
   for (uint32_t i = 0; i < workers_.size(); ++i) (i < n_subs_ ? sub_alive : chip_alive) |= usable(workers_[i]);
   if (!sub_alive && !queues_.sub.empty()) {

@@ -58,7 +58,11 @@ class Scheduler {
   // replacement; without it dead workers stay dead. Set before start().
   void set_respawn(std::function<void(uint32_t worker)> respawn) { respawn_ = std::move(respawn); }
   // From now on dead workers are not replaced (used by shutdown).
-  void stop_respawning() { no_respawn_.store(true, std::memory_order_release); }
+  // Any thread.
+  void stop_respawning() {
+    no_respawn_.store(true, std::memory_order_release);
+    bell_.ring();
+  }
   uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   // From now on, ready tasks fail without running (used by close()).
   void cancel_pending();

@@ -142,3 +142,26 @@ def test_group_member_death_releases_the_others_from_the_barrier():
 def test_retries_must_be_a_non_negative_int(worker):
     with pytest.raises(ValueError, match="retries"):
         worker.submit_sub(worker.handles["subfill"], tf.TaskArgs(), retries=-1)
+
+
+@pytest.mark.timeout(60)
+def test_losing_the_fork_server_fails_work_instead_of_hanging():
+    w = tf.Worker(level=3, chips=2, sub_workers=1, window=16)
+
+    @w.kernel
+    def nap(args, chip):
+        time.sleep(0.5)
+
+    with w:
+        pids = list(w.pids().values())
+        running = w.submit_next_level(nap, worker=0)
+        time.sleep(0.1)
+        os.kill(w._server_pid, signal.SIGKILL)  # children die with it
+        queued = [w.submit_next_level(nap, worker=1) for _ in range(3)]
+        with pytest.raises(tf.TaskError) as e:
+            w.drain(timeout=20)
+        failed = {f.task_id for f in e.value.failures}
+        assert running.id in failed and all(t.id in failed for t in queued)
+        assert all(f.kind == "worker_died" for f in e.value.failures)
+        # PR_SET_PDEATHSIG killed the children when the server died.
+        assert wait_for(lambda: not any(process_running(p) for p in pids), timeout=2)
