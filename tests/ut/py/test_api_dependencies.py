@@ -91,7 +91,7 @@ def test_disjoint_slices_of_one_buffer_run_concurrently(w):
 
 def test_disjoint_slices_are_independent_in_the_graph(w):
     buf = w.alloc(64)
-    t1 = w.submit_sub(w.h["slow_write"], tf.TaskArgs().output(buf[0:32]).scalar(1.0).scalar(0.5))
+    t1 = w.submit_sub(w.h["slow_write"], tf.TaskArgs().output(buf[0:32]).scalar(1.0).scalar(2.0))
     t2 = w.submit_sub(w.h["slow_write"], tf.TaskArgs().output(buf[32:64]).scalar(2.0).scalar(0.0))
     t2.wait(timeout=10)
     assert not t1.done()  # t2 did not wait for t1
@@ -101,7 +101,7 @@ def test_disjoint_slices_are_independent_in_the_graph(w):
 
 def test_no_dep_tensors_are_not_tracked(w):
     a = w.alloc(4)
-    t1 = w.submit_sub(w.h["slow_write"], tf.TaskArgs().output(a).scalar(1.0).scalar(0.5))
+    t1 = w.submit_sub(w.h["slow_write"], tf.TaskArgs().output(a).scalar(1.0).scalar(2.0))
     b = w.alloc(4)
     t2 = w.submit_sub(w.h["copy"], tf.TaskArgs().no_dep(a).output(b))
     t2.wait(timeout=10)

@@ -85,7 +85,9 @@ def test_states_move_from_pending_to_running(w):
     x = w.alloc(1)
     first = w.submit_sub(w.h["nap"], tf.TaskArgs().inout(x).scalar(0.5))
     second = w.submit_sub(w.h["nap"], tf.TaskArgs().inout(x).scalar(0.0))
-    time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while first.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert first.state == "running" and second.state == "pending"
     assert not second.done()
     second.wait(timeout=10)
