@@ -25,19 +25,20 @@ def futex_roundtrip_c_ns(iterations=100_000):
 def futex_roundtrip_py_ns(iterations=20_000):
     libc = ctypes.CDLL(None, use_errno=True)
     mm = mmap.mmap(-1, 4096)
-    word = ctypes.c_uint32.from_buffer(mm)
-    addr = ctypes.addressof(word)
-    word.value = 2
+    # A list, so the buffer export can be dropped before mm.close().
+    cell = [ctypes.c_uint32.from_buffer(mm)]
+    addr = ctypes.addressof(cell[0])
+    cell[0].value = 2
 
     def wait(want):
         while True:
-            v = word.value
+            v = cell[0].value
             if v == want:
                 return
             libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _WAIT, v, None, None, 0)
 
     def give(to):
-        word.value = to
+        cell[0].value = to
         libc.syscall(_SYS_FUTEX, ctypes.c_void_p(addr), _WAKE, 1, None, None, 0)
 
     pid = os.fork()
@@ -54,7 +55,7 @@ def futex_roundtrip_py_ns(iterations=20_000):
         wait(1)
     dt = time.perf_counter() - t0
     os.waitpid(pid, 0)
-    del word
+    cell.clear()
     mm.close()
     return dt / iterations * 1e9
 

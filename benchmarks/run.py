@@ -21,8 +21,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import tierflow as tf  # noqa: E402
 from bench_peer import PeerBench  # noqa: E402
 from bench_tierflow import TierflowBench  # noqa: E402
@@ -93,7 +91,7 @@ def run(reps, quick):
             for wl in ("w1", "w2", "w3", "w4"):
                 fn = getattr(bench, wl)
                 if quick:
-                    res["workloads"].setdefault(wl, {})[name] = measure(lambda: fn(**q[wl]), reps)
+                    res["workloads"].setdefault(wl, {})[name] = measure(lambda fn=fn, kw=q[wl]: fn(**kw), reps)
                 else:
                     res["workloads"].setdefault(wl, {})[name] = measure(fn, reps, q[wl])
                 print(f"  {name:14s} {wl}: {res['workloads'][wl][name]['median']:.4g} {UNITS[wl]}", flush=True)
@@ -171,7 +169,7 @@ def chart(res, path):
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
     systems = ["tierflow-sub", "tierflow-chip", "processpool"]
     for ax, (w, d) in zip(axes, res["workloads"].items()):
-        names, vals, errs = list(systems), [d[s]["median"] for s in systems], [0, 0, 0]
+        names, vals = list(systems), [d[s]["median"] for s in systems]
         if w == "w2":
             names.append("C futex RT")
             vals.append(res["limits"]["futex_roundtrip_c_us"]["median"])
