@@ -2,7 +2,7 @@
 //
 //   parent                              child
 //   write request + payload
-//   state = POSTED (release), wake  ->  wait until state != IDLE (futex)
+//   state = POSTED (seq_cst), wake  ->  wait until state != IDLE (futex)
 //                                       run the task
 //                                       write result into payload
 //   poll: state == DONE (acquire)   <-  state = DONE (release), ring doorbell
