@@ -42,6 +42,9 @@ void Arena::erase_free(uint64_t off, uint64_t size) {
 }
 
 uint64_t Arena::allocate(uint64_t bytes) {
+  if (bytes > size_)  // also keeps the rounding below from wrapping around
+    throw ArenaExhausted("arena exhausted: cannot allocate " + std::to_string(bytes) + " bytes from an arena of " +
+                         std::to_string(size_) + " bytes; pass a larger arena_bytes to tf.Worker");
   uint64_t need = round_up(bytes == 0 ? 1 : bytes, kAlign);
   std::lock_guard<std::mutex> lock(mu_);
   auto fit = free_by_size_.lower_bound(need);

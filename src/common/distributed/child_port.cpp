@@ -46,7 +46,10 @@ void ChildPort::complete(bool ok, const std::string& error) {
   }
   box_.ok = ok ? 1 : 0;
   box_.result_len = static_cast<uint32_t>(n);
-  box_.state.store(kDone, std::memory_order_release);
+  // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
+  // the next wait() sees it.
+  uint32_t expected = kPosted;
+  box_.state.compare_exchange_strong(expected, kDone, std::memory_order_release, std::memory_order_relaxed);
   bell_.ring();
 }
 

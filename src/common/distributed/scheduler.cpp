@@ -221,7 +221,16 @@ void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const s
     // Release the other members of a group from the barrier.
     if (first && t.kind == TaskKind::Group) barriers_[t.running_on[0] - n_subs_].break_it();
   }
-  if (++t.members_done < t.members.size()) return;
+  if (++t.members_done < t.members.size()) {
+    // Keep this chip out of other work until the whole group has returned:
+    // the group's barrier (its rank-0 chip's) must not be re-armed by another
+    // group while a member of this one may still call it.
+    if (t.kind == TaskKind::Group && w.alive) w.reserved_by = s;
+    return;
+  }
+  if (t.kind == TaskKind::Group)
+    for (auto& other : workers_)
+      if (other.reserved_by == static_cast<int64_t>(s)) other.reserved_by = -1;
   if (t.member_failed && t.fail_kind == "worker_died" && t.retries_left > 0) {
     --t.retries_left;
     t.members_done = 0;
@@ -252,9 +261,10 @@ void Scheduler::finish(SlotIndex s, const Outcome& o) {
 // in turn settle its own consumers. A worklist, not recursion: a failed chain
 // of 100k tasks must not overflow the stack.
 void Scheduler::settle(std::vector<SlotIndex>& work) {
-  while (!work.empty()) {
-    SlotIndex s = work.back();
-    work.pop_back();
+  // Front to back, appending as failures make more tasks settle: tasks reach
+  // their queues in the order they became ready (submission order for a batch).
+  for (size_t i = 0; i < work.size(); ++i) {
+    SlotIndex s = work[i];
     TaskSlot& t = graph_.slot(s);
     TaskId root = t.poisoned_by.load(std::memory_order_acquire);
     bool cancel = cancel_.load(std::memory_order_acquire);
@@ -270,6 +280,7 @@ void Scheduler::settle(std::vector<SlotIndex>& work) {
                     : "cancelled: the Worker is closing";
     graph_.finish(s, o, &work);
   }
+  work.clear();
 }
 
 void Scheduler::route(SlotIndex s) {
@@ -278,7 +289,13 @@ void Scheduler::route(SlotIndex s) {
   switch (t.kind) {
     case TaskKind::Sub: queues_.sub.push_back(s); break;
     case TaskKind::Chip:
-      if (t.target >= 0)
+      if (t.target >= static_cast<int32_t>(num_chips())) {
+        Outcome o;
+        o.ok = false;
+        o.kind = "worker_died";
+        o.message = "chip " + std::to_string(t.target) + " does not exist";
+        finish(s, o);
+      } else if (t.target >= 0)
         queues_.directed[t.target].push_back(s);
       else
         queues_.any_chip.push_back(s);
@@ -363,7 +380,7 @@ bool Scheduler::dispatch_groups() {
     std::string dead;
     if (!t.group_chips.empty()) {
       for (int32_t c : t.group_chips)
-        if (!live_chip(c)) dead = "chip " + std::to_string(c) + " of the group is dead";
+        if (!live_chip(c)) dead = "chip " + std::to_string(c) + " of the group is dead or does not exist";
       chips = t.group_chips;
     } else {
       uint32_t live = 0;
