@@ -74,6 +74,10 @@ class Worker:
             raise ValueError(f"output={output!r} is neither 'prefix', 'inherit' nor a directory")
         self._output = output
         self._state = "new"
+        # True once `with` started the children: then a registration that
+        # comes before any work re-forks them (see _refork_for_registration).
+        self._implicit_init = False
+        self._used = False  # a task was submitted or a scope opened
         self._lock = threading.RLock()
         self._sub_fns: List[Callable] = []
         self._kernel_fns: List[Callable] = []
@@ -104,18 +108,49 @@ class Worker:
     def _live_engine(self) -> "_core.Engine":
         self._check_open()
         if self._engine is None:
-            raise WorkerStateError(f"{self.name} is not started; call w.init() or use `with tf.Worker(...) as w:`")
+            if self._implicit_init:  # `with` started us; a late registration stopped the children
+                self.init()
+            else:
+                raise WorkerStateError(f"{self.name} is not started; call w.init() or use "
+                                       f"`with tf.Worker(...) as w:`")
         return self._engine
 
-    _submit_engine = _live_engine
+    def _submit_engine(self) -> "_core.Engine":
+        engine = self._live_engine()
+        self._used = True
+        return engine
 
     # -- registration ---------------------------------------------------
     def _register(self, fns: List[Callable], cls: type, fn: Callable, what: str):
-        self._check_new(what)
+        self._check_open()
         if not callable(fn):
             raise TypeError(f"{what}() takes a callable, got {type(fn).__name__}")
-        fns.append(fn)
+        with self._lock:
+            self._refork_for_registration()
+            self._check_new(what)
+            fns.append(fn)
         return cls(self, len(fns) - 1, fn)
+
+    def _refork_for_registration(self) -> None:
+        """`with tf.Worker(...) as w:` starts the children at once, yet the
+        natural next line is `w.register_sub(fn)`. Children learn functions by
+        being forked, so while no task has been submitted (and no scope
+        opened) such a registration stops the children and engine; the next
+        call that needs them forks a new set. Arena arrays are untouched:
+        the arena stays mapped in this process. After any work, registering
+        is an error as for an explicit init()."""
+        if not (self._implicit_init and self._state == "running" and self._engine is not None):
+            return
+        if self._used or self._engine.stats()["submitted"]:
+            return
+        engine, self._engine = self._engine, None
+        self._state = "new"
+        _live_workers.discard(self)
+        try:
+            engine.shutdown(False, 2.0)
+        finally:
+            _forkserver.forget_fds(self._fds)
+            self._fds = []
 
     def register_sub(self, fn: Callable) -> SubHandle:
         """fn(args) will run on a sub-worker process."""
@@ -167,6 +202,8 @@ class Worker:
         with self._lock:
             self._check_open()
             if self._state != "new":
+                if self._implicit_init:  # `with` already did it: init() inside the block is harmless
+                    return self
                 raise WorkerStateError(f"{self.name} is already initialised")
             arena = self._ensure_arena()
             region = _core.SharedRegion(self._subs + self._chips, max(self._chips, 1))
@@ -216,8 +253,10 @@ class Worker:
             log.warning("tierflow: %s closed with %d more unreported failure(s)", self.name, len(failures) - shown)
 
     def __enter__(self) -> "Worker":
-        if self._state == "new":
-            self.init()
+        with self._lock:
+            if self._state == "new":
+                self.init()
+                self._implicit_init = True
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
