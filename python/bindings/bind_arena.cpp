@@ -23,13 +23,15 @@ struct BlockOwner {
 void bind_arena(nb::module_& m) {
   nb::exception<ArenaExhausted>(m, "ArenaExhausted", PyExc_MemoryError);
 
-  nb::class_<Arena>(m, "Arena")
+  nb::class_<Arena>(m, "Arena", nb::is_weak_referenceable())
       .def(nb::new_([](uint64_t bytes) { return std::make_shared<Arena>(bytes); }), "bytes"_a)
       .def_prop_ro("size", &Arena::size)
       .def_prop_ro("base_address", [](const Arena& a) { return reinterpret_cast<uintptr_t>(a.base()); })
       .def_prop_ro("bytes_in_use", &Arena::bytes_in_use)
       .def_prop_ro("live_blocks", &Arena::live_blocks)
-      .def("contains_address", [](const Arena& a, uintptr_t p) { return a.contains(reinterpret_cast<void*>(p)); });
+      .def("contains_address", [](const Arena& a, uintptr_t p) { return a.contains(reinterpret_cast<void*>(p)); })
+      .def("forget_mapping", &Arena::forget_mapping,
+           "In a forked process that does not use this arena: drop its pages, keep the addresses inaccessible");
 
   m.def("arena_alloc", [](std::shared_ptr<Arena> arena, uint64_t nbytes) {
     uint64_t off = arena->allocate(nbytes);
@@ -43,10 +45,12 @@ void bind_arena(nb::module_& m) {
     return nb::ndarray<nb::numpy, uint8_t>(arena->base() + off, 1, shape, cap).cast();
   }, "arena"_a, "nbytes"_a, "A uint8 array of nbytes over a new arena block");
 
-  nb::class_<SharedRegion>(m, "SharedRegion")
+  nb::class_<SharedRegion>(m, "SharedRegion", nb::is_weak_referenceable())
       .def(nb::new_([](uint32_t mailboxes, uint32_t barriers) {
              return std::make_shared<SharedRegion>(mailboxes, barriers);
-           }), "mailboxes"_a, "barriers"_a);
+           }), "mailboxes"_a, "barriers"_a)
+      .def("forget_mapping", &SharedRegion::forget_mapping,
+           "In a forked process that does not use this region: drop its pages, keep the addresses inaccessible");
 }
 
 }  // namespace tierflow::py

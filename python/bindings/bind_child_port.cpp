@@ -1,5 +1,6 @@
 // The child's side: wait for a request, report the result, meet at a group
-// barrier. Every wait releases the GIL.
+// barrier. Every wait releases the GIL. Results cross as bytes, so no text a
+// task produces (invalid UTF-8, lone surrogates) can make reporting fail.
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 
@@ -23,7 +24,14 @@ struct PyChildPort {
   int32_t chip_id;
   NativeKernelTable native;
   PyChildPort(std::shared_ptr<SharedRegion> r, std::shared_ptr<Arena> a, uint32_t mailbox, int32_t chip)
-      : region(std::move(r)), arena(std::move(a)), port(region->mailbox(mailbox), region->doorbell()), chip_id(chip) {}
+      : region(checked(std::move(r), mailbox)), arena(std::move(a)),
+        port(region->mailbox(mailbox), region->doorbell(), &region->barrier(0)), chip_id(chip) {}
+
+  static std::shared_ptr<SharedRegion> checked(std::shared_ptr<SharedRegion> r, uint32_t mailbox) {
+    if (mailbox >= r->num_mailboxes())
+      throw std::invalid_argument("mailbox " + std::to_string(mailbox) + " does not exist in this control region");
+    return r;
+  }
 
   // Serves native-kernel requests entirely in C++ (GIL released); returns
   // the first request that needs Python, or false on exit.
@@ -32,12 +40,12 @@ struct PyChildPort {
       if (!port.wait(req)) return false;
       tf_kernel_fn fn = native.find(req->callable);
       if (fn == nullptr) return true;
-      std::string error;
-      bool ok = NativeKernelTable::run(fn, *req, arena->base(), chip_id, &region->barrier(req->barrier), &error);
-      port.complete(ok, error);
+      port.complete(NativeKernelTable::run(fn, *req, arena->base(), chip_id, &region->barrier(req->barrier)));
     }
   }
 };
+
+std::string bytes_of(nb::bytes b) { return std::string(b.c_str(), b.size()); }
 }  // namespace
 
 void bind_child_port(nb::module_& m) {
@@ -61,8 +69,20 @@ void bind_child_port(nb::module_& m) {
         nb::object a = nb::cast(args, nb::rv_policy::take_ownership);
         return nb::make_tuple(req.callable, req.group_rank, req.group_size, req.barrier, a);
       }, "Blocks until the next request: (callable, rank, size, barrier, TaskArgs), or None to exit")
-      .def("complete", [](PyChildPort& p, bool ok, const std::string& error) { p.port.complete(ok, error); },
-           "ok"_a, "error"_a = "")
+      .def("complete", [](PyChildPort& p, nb::bytes value) {
+        TaskResult r;
+        r.value = bytes_of(value);
+        p.port.complete(r);
+      }, "value"_a, "Reports success with the pickled return value (b'' for None)")
+      .def("fail", [](PyChildPort& p, nb::bytes message, nb::bytes traceback, nb::bytes types, nb::bytes exception) {
+        TaskResult r = TaskResult::failure(bytes_of(message), bytes_of(traceback));
+        r.types = bytes_of(types);
+        r.exception = bytes_of(exception);
+        p.port.complete(r);
+      }, "message"_a, "traceback"_a, "types"_a, "exception"_a,
+         "Reports a failure (UTF-8 text; shortened to fit the mailbox at character boundaries)")
+      .def_prop_ro_static("max_value_bytes", [](nb::handle) { return kMailboxPayload; },
+                          "The largest pickled return value a task can send back")
       .def("barrier", [](PyChildPort& p, uint32_t index) {
         nb::gil_scoped_release nogil;
         return p.region->barrier(index).wait();

@@ -15,6 +15,14 @@ using namespace nb::literals;
 namespace {
 
 DType parse_format(const char* fmt, Py_ssize_t itemsize) {
+  // Tasks see tensors in native byte order; a foreign-order view would be
+  // read as native, silently wrong, so it is refused.
+  constexpr bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  const char foreign = little ? '>' : '<';
+  if ((*fmt == foreign || (little && *fmt == '!')) && itemsize > 1)
+    throw nb::value_error((std::string("a task tensor must be in native byte order, got buffer format '") + fmt +
+                           "'; convert it with a.astype(a.dtype.newbyteorder('='))")
+                              .c_str());
   while (*fmt == '<' || *fmt == '=' || *fmt == '@' || *fmt == '!' || *fmt == '>') ++fmt;
   DType d;
   d.bits = static_cast<uint8_t>(itemsize * 8);
@@ -75,28 +83,65 @@ PyTaskArgs& add_tensor(PyTaskArgs& self, nb::handle obj, AccessTag tag) {
   return self;
 }
 
+// numpy's scalar base classes, looked up once (numpy is imported by then:
+// every tensor is a numpy array).
+struct NumpyScalars {
+  nb::object bool_, integer, floating, ndarray;
+};
+const NumpyScalars& numpy_scalars() {
+  static NumpyScalars* t = [] {
+    nb::module_ np = nb::module_::import_("numpy");
+    return new NumpyScalars{np.attr("bool_"), np.attr("integer"), np.attr("floating"), np.attr("ndarray")};
+  }();
+  return *t;
+}
+
+bool isinstance_of(PyObject* o, const nb::object& type) { return PyObject_IsInstance(o, type.ptr()) == 1; }
+
+Scalar int_scalar(PyObject* o) {
+  nb::object i = nb::steal(PyNumber_Index(o));
+  if (!i.is_valid()) throw nb::python_error();
+  int overflow = 0;
+  Scalar s;
+  s.kind = Scalar::Int;
+  s.i = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+  if (overflow != 0) throw nb::value_error("TaskArgs.scalar(): the integer does not fit in 64 bits");
+  return s;
+}
+
+// Accepts exactly ints and floats, Python or numpy: bool (Python or numpy)
+// is the int 0 or 1, as in Python; complex, Decimal, Fraction, strings and
+// 0-d arrays are refused rather than silently converted.
 PyTaskArgs& add_scalar(PyTaskArgs& self, nb::handle x) {
   Scalar s;
   PyObject* o = x.ptr();
-  if (PyFloat_Check(o)) {
+  if (PyBool_Check(o)) {
+    s.kind = Scalar::Int;
+    s.i = o == Py_True ? 1 : 0;
+  } else if (PyFloat_Check(o)) {
     s.kind = Scalar::Float;
     s.f = PyFloat_AsDouble(o);
-  } else if (PyIndex_Check(o)) {
-    nb::object i = nb::steal(PyNumber_Index(o));
-    if (!i.is_valid()) throw nb::python_error();
-    int overflow = 0;
-    s.kind = Scalar::Int;
-    s.i = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
-    if (overflow != 0) throw nb::value_error("TaskArgs.scalar(): the integer does not fit in 64 bits");
-  } else if (PyNumber_Check(o) && !PyComplex_Check(o)) {
-    double v = PyFloat_AsDouble(o);
-    if (v == -1.0 && PyErr_Occurred()) throw nb::python_error();
-    s.kind = Scalar::Float;
-    s.f = v;
+  } else if (PyLong_Check(o)) {
+    s = int_scalar(o);
   } else {
-    throw nb::type_error(("TaskArgs.scalar() takes an int or a float, got " +
-                          std::string(Py_TYPE(o)->tp_name))
-                             .c_str());
+    const NumpyScalars& np = numpy_scalars();
+    if (isinstance_of(o, np.bool_)) {
+      s.kind = Scalar::Int;
+      s.i = PyObject_IsTrue(o) == 1 ? 1 : 0;
+    } else if (isinstance_of(o, np.integer)) {
+      s = int_scalar(o);
+    } else if (isinstance_of(o, np.floating)) {
+      s.kind = Scalar::Float;
+      s.f = PyFloat_AsDouble(o);
+      if (s.f == -1.0 && PyErr_Occurred()) throw nb::python_error();
+    } else if (isinstance_of(o, np.ndarray)) {
+      throw nb::type_error("TaskArgs.scalar() takes an int or a float, got a numpy array; pass a Python "
+                           "number (x.item() for a 0-d array) or put the array in the arena as a tensor");
+    } else {
+      throw nb::type_error(("TaskArgs.scalar() takes an int or a float (Python or numpy), got " +
+                            std::string(Py_TYPE(o)->tp_name) + "; convert it with int(x) or float(x)")
+                               .c_str());
+    }
   }
   self.args.scalars.push_back(s);
   return self;

@@ -3,8 +3,11 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "common/distributed/engine.h"
 #include "common/distributed/task_args.h"
 
 namespace nb = nanobind;
@@ -21,13 +24,45 @@ struct PyTaskArgs {
   char* base = nullptr;  // non-null: decoded in a child
 };
 
-// Runs a blocking call in 100 ms slices with the GIL released, checking for
-// signals (KeyboardInterrupt) between slices; throws nb::python_error then.
+// One session of an engine, as Python holds it. The shared_ptr keeps the
+// engine's records (task states, failures, results) alive after the Worker
+// closed, for as long as any Task or session object refers to them.
+struct PySession {
+  std::shared_ptr<Engine> engine;
+  Session* session;
+};
+
+// The C++ half of tf.Task (its Python subclass adds the futures API). Its
+// destructor drops a return value nobody fetched.
+struct PyTask {
+  std::shared_ptr<Engine> engine;
+  Session* session;
+  SlotIndex slot;
+  TaskId id;
+  TaskKind kind;
+  uint32_t callable;
+  std::string name;  // given at submit; empty: the callable's
+  ~PyTask() {
+    if (session != nullptr && session->may_hold_results()) session->drop_result(id);
+  }
+};
+
+// Throws nb::python_error when a signal (Ctrl-C) is pending; called between
+// the 100 ms slices of every blocking wait, with the GIL released around it.
 void check_signals();
+// Milliseconds from a timeout in seconds (None: -1, no limit; inf: no limit).
+int64_t to_ms(nb::handle timeout);
+// A new tf.Task (of the Python type registered with set_task_type) for a
+// task just submitted.
+nb::object make_task(const PySession& s, SlotIndex slot, TaskId id, TaskKind kind, uint32_t callable,
+                     std::string name);
+nb::tuple failure_tuple(const Failure& f);
 
 void bind_task_args(nb::module_& m);
 void bind_arena(nb::module_& m);
 void bind_engine(nb::module_& m);
+void bind_session(nb::module_& m);
+void bind_task(nb::module_& m);
 void bind_child_port(nb::module_& m);
 
 }  // namespace tierflow::py

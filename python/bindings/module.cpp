@@ -6,5 +6,7 @@ NB_MODULE(_core, m) {
   tierflow::py::bind_task_args(m);
   tierflow::py::bind_arena(m);
   tierflow::py::bind_engine(m);
+  tierflow::py::bind_session(m);
+  tierflow::py::bind_task(m);
   tierflow::py::bind_child_port(m);
 }

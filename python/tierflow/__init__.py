@@ -7,16 +7,19 @@ on forked chip and sub-worker processes that share tensors zero-copy through a
 shared-memory arena.
 """
 from ._core import Tag, TaskArgs
-from ._child import ChipContext
+from ._child import BarrierBroken, ChipContext
 from ._errors import (
     ArenaExhausted,
     Failure,
     InvalidWorkerIndex,
+    NativeKernelError,
+    RemoteTraceback,
     TaskError,
     WindowExhausted,
     WorkerClosed,
     WorkerStateError,
 )
+from ._futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from ._task import Task
 from .native import NativeKernel, get_include
@@ -26,7 +29,8 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArenaExhausted", "ChipContext", "Failure", "InvalidWorkerIndex", "KernelHandle", "NativeKernel", "OrchHandle",
-    "Orchestrator", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
-    "WorkerClosed", "WorkerStateError", "get_include",
+    "ALL_COMPLETED", "ArenaExhausted", "BarrierBroken", "ChipContext", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Failure",
+    "InvalidWorkerIndex", "KernelHandle", "NativeKernel", "NativeKernelError", "OrchHandle", "Orchestrator",
+    "RemoteTraceback", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
+    "WorkerClosed", "WorkerStateError", "as_completed", "get_include", "wait",
 ]

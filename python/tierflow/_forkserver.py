@@ -1,21 +1,28 @@
 """The fork server: the one process that forks chips and sub-workers.
 
 Worker.init() maps the shared memory, then forks this server before any
-engine thread exists. The server is single-threaded for its whole life, so
-forking from it is always safe — also later, when the parent's engine threads
-run and a dead child has to be replaced. It forks every child (the initial
-ones at start, a replacement whenever the parent asks), reaps them, and
-reports each birth and death to the parent over a SOCK_SEQPACKET socket:
+engine thread of that Worker exists. The server is single-threaded for its
+whole life, so forking from it is always safe — also later, when the
+parent's engine threads run and a dead child has to be replaced. It forks
+every child (the initial ones at start, a replacement whenever the parent
+asks), reaps them, and reports each birth and death to the parent over a
+SOCK_SEQPACKET socket:
 
-    parent -> server   SPAWN index | QUIT
+    parent -> server   SPAWN index | KILL index | QUIT
     server -> parent   SPAWNED index pid [+ output pipe read end, SCM_RIGHTS]
                        DIED index pid si_code si_status
 
-Children set PR_SET_PDEATHSIG relative to the server and the server relative
-to the parent, so a killed parent takes the whole tree with it. On QUIT (or
-when the parent's end of the socket closes) the server kills and reaps every
-child before it exits, so once the parent has reaped the server no child is
-left.
+The server watches its parent through a pidfd: a process-wide handle,
+unlike PR_SET_PDEATHSIG, which fires when the *thread* that forked exits —
+a Worker initialised in a short-lived thread would lose its pool. Children
+set PR_SET_PDEATHSIG relative to the single-threaded server. So when the
+parent dies the server kills and reaps every child and exits, and when the
+server dies every child dies with it.
+
+Every forked tierflow process starts clean: it closes every descriptor it
+inherited but does not need, and drops the mappings of other Workers'
+arenas and control regions (their memory is freed once their own users
+exit).
 """
 from __future__ import annotations
 
@@ -25,32 +32,36 @@ import signal
 import socket
 import struct
 import sys
-import threading
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+import weakref
+from typing import Callable, Dict, List, Sequence, Tuple
 
-from ._child import child_main, die_with_parent
+from ._child import child_main, close_fds_except
 
 MSG = struct.Struct("=IIiii")  # type, index, pid, code, status
-SPAWN, QUIT = 1, 2
+SPAWN, QUIT, KILL = 1, 2, 3
 SPAWNED, DIED = 1, 2
 
-# Parent-side descriptors of every live Worker in this process; a new fork
-# server closes them all, so no pipe or socket stays open in a process that
-# does not own it.
-_parent_fds: Set[int] = set()
-_fds_lock = threading.Lock()
+# Every shared mapping this process holds (arenas, control regions); a new
+# fork server keeps only its own Worker's.
+_mappings: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def forget_fds(fds) -> None:
-    with _fds_lock:
-        for fd in fds:
-            _parent_fds.discard(fd)
+def register_mapping(obj) -> None:
+    _mappings.add(obj)
+
+
+def _forget_other_mappings(keep) -> None:
+    keep_ids = {id(k) for k in keep}
+    for m in list(_mappings):
+        if id(m) not in keep_ids:
+            m.forget_mapping()
 
 
 class _Server:
-    def __init__(self, sock: socket.socket, plan: Sequence[Tuple[str, int, List[Callable]]], region, arena,
-                 output: str):
+    def __init__(self, sock: socket.socket, parent_pidfd: int, plan: Sequence[Tuple[str, int, List[Callable]]],
+                 region, arena, output: str):
         self.sock = sock
+        self.parent_pidfd = parent_pidfd
         self.plan = plan  # per mailbox: (kind name, index within kind, callables)
         self.region = region
         self.arena = arena
@@ -65,9 +76,8 @@ class _Server:
         server_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            inherited = [self.sock.fileno()] + list(self.children) + ([r] if r >= 0 else [])
-            child_main(kind=kind, index=index, parent_pid=server_pid, mailbox=mailbox, region=self.region, arena=self.arena,
-                       callables=fns, output=self.output, pipe_w=w, close_fds=inherited)
+            child_main(kind=kind, index=index, parent_pid=server_pid, mailbox=mailbox, region=self.region,
+                       arena=self.arena, callables=fns, output=self.output, pipe_w=w)
         if w >= 0:
             os.close(w)
         self.children[os.pidfd_open(pid)] = (mailbox, pid)
@@ -85,8 +95,16 @@ class _Server:
         code, status = (info.si_code, info.si_status) if info is not None else (os.CLD_EXITED, -1)
         self.sock.send(MSG.pack(DIED, mailbox, pid, code, status))
 
+    def kill(self, mailbox: int) -> None:
+        for pidfd, (mb, _pid) in self.children.items():
+            if mb == mailbox:
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def quit(self) -> None:
-        for pidfd, (_mailbox, _pid) in list(self.children.items()):
+        for pidfd in list(self.children):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
@@ -103,55 +121,62 @@ class _Server:
         for mailbox in range(len(self.plan)):
             self.spawn(mailbox)
         while True:
-            ready, _, _ = select.select([self.sock] + list(self.children), [], [])
+            ready, _, _ = select.select([self.sock, self.parent_pidfd] + list(self.children), [], [])
             for fd in ready:
+                if fd == self.parent_pidfd:  # the parent process is gone
+                    return
                 if fd in self.children:
                     self.reap(fd)
                     continue
                 data = self.sock.recv(MSG.size)
-                if not data:  # the parent is gone
+                if not data:  # the parent closed its end
                     return
                 kind, mailbox, _, _, _ = MSG.unpack(data)
                 if kind == QUIT:
                     return
                 if kind == SPAWN:
                     self.spawn(mailbox)
+                elif kind == KILL:
+                    self.kill(mailbox)
+
+
+def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, arena, output: str) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        parent_pidfd = os.pidfd_open(parent_pid)
+        if os.getppid() != parent_pid:  # the parent died before we could watch it
+            os._exit(1)
+        close_fds_except([server_sock.fileno(), parent_pidfd])
+        _forget_other_mappings([region, arena])
+        server = _Server(server_sock, parent_pidfd, plan, region, arena, output)
+        try:
+            server.serve()
+        finally:
+            server.quit()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 70
+    finally:
+        os._exit(code)
 
 
 def start(*, subs: int, chips: int, region, arena, sub_fns: List[Callable], kernel_fns: List[Callable],
           output: str):
-    """Forks the server; returns (server pid, server pidfd, parent socket fd,
-    [(kind, index, pid, output fd) per mailbox])."""
+    """Forks the server and waits for its children; returns (server pid,
+    server pidfd, parent socket fd, [(kind, index, pid, output fd)]). On any
+    failure the server (and with it every child) is killed and every
+    descriptor closed before the exception propagates."""
     plan = [("sub", i, sub_fns) for i in range(subs)] + [("chip", i, kernel_fns) for i in range(chips)]
     parent_sock, server_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sys.stdout.flush()
     sys.stderr.flush()
-    with _fds_lock:
-        inherited = set(_parent_fds)
     parent_pid = os.getpid()
     pid = os.fork()
     if pid == 0:  # the server: never returns
-        code = 0
-        try:
-            parent_sock.close()
-            die_with_parent(parent_pid)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            for fd in inherited:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            server = _Server(server_sock, plan, region, arena, output)
-            try:
-                server.serve()
-            finally:
-                server.quit()
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-            code = 70
-        finally:
-            os._exit(code)
+        parent_sock.close()
+        _server_main(server_sock, parent_pid, plan, region, arena, output)
     server_sock.close()
     pidfd = os.pidfd_open(pid)
     children = []
@@ -171,8 +196,4 @@ def start(*, subs: int, chips: int, region, arena, sub_fns: List[Callable], kern
             if c[3] >= 0:
                 os.close(c[3])
         raise
-    sock_fd = parent_sock.detach()
-    fds = [pidfd, sock_fd] + [c[3] for c in children if c[3] >= 0]
-    with _fds_lock:
-        _parent_fds.update(fds)
-    return pid, pidfd, sock_fd, children, fds
+    return pid, pidfd, parent_sock.detach(), children

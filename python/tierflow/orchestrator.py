@@ -1,12 +1,15 @@
 """tf.Orchestrator: the submitting side of a Worker.
 
-It checks what the user passes (handle kinds and owners, chip indices, group
-shapes) and hands well-formed requests to the C++ orchestrator, which builds
-the graph on this thread.
+It checks what the user passes (handle kinds and owners, chip indices,
+group shapes, submit options) and hands well-formed requests to the C++
+session, which builds the graph on this thread. The Worker's own submit_*
+and scope() are those of its default session's Orchestrator; an orch
+function (level >= 4) receives one.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
@@ -15,23 +18,72 @@ import numpy as np
 from ._core import TaskArgs
 from ._errors import InvalidWorkerIndex
 from ._handles import KernelHandle, OrchHandle, SubHandle, _Handle
-from ._task import Task
+from ._task import Task, interrupted
 
 _SUB, _CHIP, _GROUP = 0, 1, 2
 
 
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def retry_names(retry_on: Any) -> Optional[List[str]]:
+    """retry_on= as the class names the engine matches a failure's MRO against."""
+    if retry_on is True:
+        return [_class_name(Exception)]
+    if retry_on is False or retry_on is None or retry_on == ():
+        return None
+    classes = retry_on if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for c in classes:
+        if not (isinstance(c, type) and issubclass(c, BaseException)):
+            raise TypeError(f"retry_on takes exception classes (or True for any Exception), got {c!r}")
+    return [_class_name(c) for c in classes]
+
+
+def check_options(name: Any, retries: Any, retry_on: Any, timeout: Any):
+    """Validates the keyword options every submit takes; returns them in the
+    engine's terms (name, retries, retry_on names, timeout)."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    names = retry_names(retry_on)
+    if names and not retries:
+        raise ValueError("retry_on= needs retries=N (N >= 1): exceptions are retried within the same budget "
+                         "as worker deaths")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+            raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if math.isinf(timeout):
+            timeout = None
+    return name or "", int(retries), names, timeout
+
+
 class Orchestrator:
-    """Submits tasks to one Worker. The Worker's own submit_* methods are this
-    class's, on its default Orchestrator; an orch function receives one."""
+    """Submits tasks to one session of a Worker (the Worker's own submit_*
+    methods are its default Orchestrator's).
+
+    Every submit takes the keyword options ``name`` (shown in failures and
+    stats; default the callable's name), ``retries`` (re-runs after the
+    worker died, or after an exception listed in ``retry_on``), ``retry_on``
+    (exception classes to retry, or True for any Exception) and ``timeout``
+    (seconds of running time; past it the worker is killed and replaced and
+    the task fails as "timeout").
+    """
 
     def __init__(self, worker: Any):
         self._worker = worker
+        self._core = None  # the C++ session while the Worker runs in this process
 
     # -- tensors --------------------------------------------------------
     def alloc(self, shape, dtype=np.float32) -> np.ndarray:
+        """An uninitialised array in the Worker's shared arena (see Worker.alloc)."""
         return self._worker.alloc(shape, dtype)
 
     def share(self, array) -> np.ndarray:
+        """A copy of `array` in the Worker's shared arena (see Worker.share)."""
         return self._worker.share(array)
 
     # -- checks ---------------------------------------------------------
@@ -55,7 +107,9 @@ class Orchestrator:
 
     def _chip_index(self, worker: Any, call: str) -> int:
         chips = self._worker._chips
-        if isinstance(worker, bool) or not isinstance(worker, (int, np.integer)):
+        if isinstance(worker, (bool, np.bool_)):
+            raise TypeError(f"{call}(): a chip index must be an int, got {worker!r} (a bool)")
+        if not isinstance(worker, (int, np.integer)):
             try:
                 worker = operator.index(worker)
             except TypeError:
@@ -71,55 +125,57 @@ class Orchestrator:
             raise ValueError(f"{call}() needs chips, but this Worker has chips=0; "
                              f"create it with tf.Worker(level=3, chips=N)")
 
-    @staticmethod
-    def _retries(retries: Any) -> int:
-        if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-        return int(retries)
-
-    def _submit(self, kind: int, handle: _Handle, target: int, members: List[TaskArgs],
-                chips: Sequence[int], retries: int) -> Task:
-        engine = self._worker._submit_engine()
-        slot, task_id = engine.submit(kind, handle.index, target, members, list(chips), retries)
-        return Task(self._worker, slot, task_id)
+    def _submit(self, kind: int, handle: _Handle, target: int, members: List[TaskArgs], chips: Sequence[int],
+                options) -> Task:
+        name, retries, retry_on, timeout = check_options(*options)
+        session = self._worker._submit_session(self)
+        return session.submit(kind, handle.index, target, members, list(chips), name, retries, retry_on, timeout)
 
     # -- submitting -----------------------------------------------------
-    def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None, *, retries: int = 0) -> Task:
-        """Runs handle's function on any idle sub-worker. A task whose worker
-        dies is re-run up to `retries` times before it fails."""
-        worker = self._worker
+    def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None, *, name: Optional[str] = None,
+                   retries: int = 0, retry_on: Any = (), timeout: Optional[float] = None) -> Task:
+        """Runs the sub-worker function `handle` with `args` on any idle
+        sub-worker; returns its tf.Task at once. See the class docstring for
+        the options."""
+        core = self._core
         # Fast path: the checks below, done with the cheapest tests Python has.
-        if (type(handle) is SubHandle and handle._owner is worker and type(args) is TaskArgs and not retries
-                and worker._engine is not None and worker._subs):
-            slot, task_id = worker._engine.submit_one(_SUB, handle.index, -1, args)
-            return Task(worker, slot, task_id)
+        if (core is not None and type(handle) is SubHandle and handle._owner is self._worker
+                and type(args) is TaskArgs and name is None and not retries and not retry_on and timeout is None
+                and self._worker._subs):
+            return core.submit_one(_SUB, handle.index, -1, args)
         self._check_handle(handle, SubHandle, "submit_sub")
         args = self._check_args(args, "submit_sub")
         if self._worker._subs == 0:
             raise ValueError("submit_sub() needs sub-workers, but this Worker has sub_workers=0; "
                              "create it with tf.Worker(level=3, sub_workers=N)")
-        return self._submit(_SUB, handle, -1, [args], (), self._retries(retries))
+        return self._submit(_SUB, handle, -1, [args], (), (name, retries, retry_on, timeout))
 
-    def submit_next_level(self, handle: KernelHandle, args: Optional[TaskArgs] = None,
-                          worker: Optional[int] = None, *, retries: int = 0) -> Task:
-        """Runs a kernel on chip `worker`, or on any idle chip when worker is None."""
+    def submit_next_level(self, handle: KernelHandle, args: Optional[TaskArgs] = None, worker: Optional[int] = None,
+                          *, name: Optional[str] = None, retries: int = 0, retry_on: Any = (),
+                          timeout: Optional[float] = None) -> Task:
+        """Runs the kernel `handle` with `args` on chip `worker`, or on any
+        idle chip when worker is None; returns its tf.Task at once."""
+        core = self._core
+        wk = self._worker
+        if (core is not None and type(handle) is KernelHandle and handle._owner is wk and type(args) is TaskArgs
+                and worker is None and name is None and not retries and not retry_on and timeout is None
+                and wk._chips):
+            return core.submit_one(_CHIP, handle.index, -1, args)
         if isinstance(handle, OrchHandle):
             raise TypeError("submit_next_level() on a level-3 Worker needs a tf.KernelHandle, got a "
                             "tf.OrchHandle; orch functions run on level-4 Workers")
-        wk = self._worker
-        if (type(handle) is KernelHandle and handle._owner is wk and type(args) is TaskArgs and not retries
-                and worker is None and wk._engine is not None and wk._chips):
-            slot, task_id = wk._engine.submit_one(_CHIP, handle.index, -1, args)
-            return Task(wk, slot, task_id)
         self._check_handle(handle, KernelHandle, "submit_next_level")
         args = self._check_args(args, "submit_next_level")
         self._need_chips("submit_next_level")
         target = -1 if worker is None else self._chip_index(worker, "submit_next_level")
-        return self._submit(_CHIP, handle, target, [args], (), self._retries(retries))
+        return self._submit(_CHIP, handle, target, [args], (), (name, retries, retry_on, timeout))
 
-    def submit_group(self, handle: KernelHandle, args_list: Sequence[TaskArgs],
-                     workers: Optional[Sequence[int]] = None, *, retries: int = 0) -> Task:
-        """Runs one task on len(args_list) chips at once; member i gets args_list[i]."""
+    def submit_group(self, handle: KernelHandle, args_list: Sequence[TaskArgs], workers: Optional[Sequence[int]] = None,
+                     *, name: Optional[str] = None, retries: int = 0, retry_on: Any = (),
+                     timeout: Optional[float] = None) -> Task:
+        """Runs one task on len(args_list) chips at once: member i gets
+        args_list[i] (on chip workers[i] if given). The members may meet at
+        chip.barrier(); the task completes when every member has finished."""
         self._check_handle(handle, KernelHandle, "submit_group")
         self._need_chips("submit_group")
         if isinstance(args_list, TaskArgs) or not isinstance(args_list, (list, tuple)):
@@ -139,22 +195,38 @@ class Orchestrator:
             picked = [self._chip_index(w, "submit_group") for w in workers]
             if len(set(picked)) != n:
                 raise ValueError(f"submit_group(): workers {picked} name a chip twice; each member needs its own chip")
-        return self._submit(_GROUP, handle, -1, members, picked, self._retries(retries))
+        return self._submit(_GROUP, handle, -1, members, picked, (name, retries, retry_on, timeout))
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
-        """Tasks submitted inside are retired together when the scope ends.
-        Never blocks."""
-        engine = self._worker._submit_engine()
-        engine.scope_begin()
+        """Tasks submitted inside are retired together when the block ends
+        (see the Worker's scope() for when to use it). Never blocks."""
+        session = self._worker._submit_session(self)
+        session.scope_begin()
         try:
             yield
         finally:
-            engine.scope_end()
+            session.scope_end()
 
     def drain(self, timeout: Optional[float] = None) -> None:
-        self._worker.drain(timeout)
+        """Waits for everything submitted so far; raises tf.TaskError for
+        the failures no earlier drain reported, TimeoutError after `timeout`
+        seconds (naming what still runs). Ctrl-C cancels what has not
+        started and stops what runs."""
+        session = self._worker._live_session(self)
+        try:
+            finished = session.drain(timeout)
+        except KeyboardInterrupt:
+            interrupted(session)
+            raise
+        if not finished:
+            raise TimeoutError(self._worker._timeout_report(timeout))
+        failures = session.take_failures()
+        if failures:
+            from ._errors import TaskError
+            TaskError.raise_for(failures)
 
     def run(self, fn: Callable, args: Any = None) -> None:
+        """Calls fn(orch, args) with this Orchestrator, then drain()."""
         fn(self, args)
         self.drain()

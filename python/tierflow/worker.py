@@ -8,12 +8,18 @@ Python decides *when* (registration, fork ordering, shutdown); the C++ engine
 decides *how fast*. A level-3 Worker owns `chips` chip processes and
 `sub_workers` Python sub-worker processes, forked in init() before any
 engine thread starts.
+
+A Worker belongs to the process that created it. A forked copy — a task
+running in a child, or the user's own os.fork() — sees every method raise
+WorkerStateError, and its exit (atexit, garbage collection) leaves the
+creator's pool alone.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import math
+import operator
 import os
 import threading
 import weakref
@@ -21,15 +27,22 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from . import _core
-from ._errors import Failure, TaskError, WorkerClosed, WorkerStateError
+from . import _core, _forkserver
+from ._errors import ArenaExhausted, TaskError, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
-from . import _forkserver
+from .native import NativeKernel
 from .orchestrator import Orchestrator
 
 log = logging.getLogger("tierflow")
 
-_live_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+# What the engine supports; larger values are refused before anything is forked.
+MAX_WINDOW = 1 << 20
+MAX_CHIPS = 1024
+MAX_SUB_WORKERS = 1024
+MAX_ARENA_BYTES = 1 << 44
+
+_live_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()  # running, in this process: closed at exit
+_all_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
 
 
 @atexit.register
@@ -41,21 +54,51 @@ def _close_all_at_exit() -> None:
             log.exception("tierflow: closing a Worker at exit failed")
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
+def _disown_after_fork() -> None:
+    """In a forked child: every Worker belongs to the parent. Drop this
+    copy's engine handles (their destructors do nothing in a foreign
+    process) so no method, atexit handler or finalizer can act on them."""
+    _live_workers.clear()
+    for w in list(_all_workers):
+        w._orch._core = None
+        w._engine = None
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
+
+
+def _count(name: str, value: Any, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name}={value} is more than tierflow supports (at most {maximum})")
     return int(value)
 
 
+def _callable_name(fn: Callable) -> str:
+    if isinstance(fn, NativeKernel):
+        return fn.symbol
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
 class Worker:
-    """The engine of one level. See tierflow's API.md section 1."""
+    """The engine of one level.
+
+    ``tf.Worker(level=3, chips=N, sub_workers=M)`` is one host: N simulated
+    chip processes and M Python sub-worker processes that share tensors
+    zero-copy through a shared-memory arena. ``window`` bounds the tasks
+    alive at once (a submit beyond it blocks: back-pressure), ``arena_bytes``
+    the arena, ``output`` where the children's stdout/stderr go ("prefix",
+    "inherit" or a directory). Register callables, then ``init()`` (or
+    ``with tf.Worker(...) as w:``), submit, ``drain()``, ``close()``.
+    """
 
     def __init__(self, level: int = 3, *, chips: int = 0, sub_workers: int = 0, window: int = 1024,
                  arena_bytes: int = 1 << 30, output: str = "prefix", trace: Optional[str] = None,
                  name: Optional[str] = None):
-        level = _count("level", level, 3)
+        level = _count("level", level, 3, 1 << 16)
         if level >= 4:
             raise NotImplementedError("level >= 4 Workers (add_worker/add_remote) are not available in this "
                                       "version of tierflow; use tf.Worker(level=3, ...)")
@@ -63,16 +106,17 @@ class Worker:
             raise NotImplementedError("trace= is not available in this version of tierflow")
         self.level = level
         self.name = name or f"worker-{id(self):x}"
-        self._chips = _count("chips", chips, 0)
-        self._subs = _count("sub_workers", sub_workers, 0)
-        self._window = _count("window", window, 1)
-        self._arena_bytes = _count("arena_bytes", arena_bytes, 1)
+        self._chips = _count("chips", chips, 0, MAX_CHIPS)
+        self._subs = _count("sub_workers", sub_workers, 0, MAX_SUB_WORKERS)
+        self._window = _count("window", window, 1, MAX_WINDOW)
+        self._arena_bytes = _count("arena_bytes", arena_bytes, 1, MAX_ARENA_BYTES)
         if not isinstance(output, (str, os.PathLike)):
             raise TypeError(f"output must be 'prefix', 'inherit' or a directory path, got {type(output).__name__}")
         output = os.fspath(output)
         if output not in ("prefix", "inherit") and os.path.exists(output) and not os.path.isdir(output):
             raise ValueError(f"output={output!r} is neither 'prefix', 'inherit' nor a directory")
         self._output = output
+        self._pid = os.getpid()
         self._state = "new"
         # True once `with` started the children: then a registration that
         # comes before any work re-forks them (see _refork_for_registration).
@@ -84,18 +128,24 @@ class Worker:
         self._orch_fns: List[Callable] = []
         self._arena: Optional[_core.Arena] = None
         self._engine: Optional[_core.Engine] = None
-        self._fds: List[int] = []
         self._orch = Orchestrator(self)
-        # The hot submit calls go straight to the default Orchestrator.
-        self.submit_sub = self._orch.submit_sub
-        self.submit_next_level = self._orch.submit_next_level
+        _all_workers.add(self)
 
     def __repr__(self) -> str:
         return (f"<tf.Worker {self.name} level={self.level} chips={self._chips} "
                 f"sub_workers={self._subs} {self._state}>")
 
     # -- phase checks ---------------------------------------------------
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise WorkerStateError(
+                f"{self.name} belongs to process {self._pid}, not to this process ({os.getpid()}): a task cannot "
+                f"submit work, allocate or use its Worker in any other way (orch functions can submit: they run "
+                f"on level-4 Workers and receive an Orchestrator), and a copy made by os.fork() cannot use the "
+                f"parent's Worker; create a new Worker in this process instead")
+
     def _check_open(self) -> None:
+        self._check_process()
         if self._state == "closed":
             raise WorkerClosed(f"{self.name} is closed")
 
@@ -115,16 +165,23 @@ class Worker:
                                        f"`with tf.Worker(...) as w:`")
         return self._engine
 
-    def _submit_engine(self) -> "_core.Engine":
-        engine = self._live_engine()
+    def _live_session(self, orch: Orchestrator) -> "_core.Session":
+        self._live_engine()
+        return orch._core
+
+    def _submit_session(self, orch: Orchestrator) -> "_core.Session":
+        session = self._live_session(orch)
         self._used = True
-        return engine
+        return session
 
     # -- registration ---------------------------------------------------
     def _register(self, fns: List[Callable], cls: type, fn: Callable, what: str):
         self._check_open()
-        if not callable(fn):
+        if not callable(fn) and not isinstance(fn, NativeKernel):
             raise TypeError(f"{what}() takes a callable, got {type(fn).__name__}")
+        if isinstance(fn, NativeKernel) and cls is not KernelHandle:
+            raise TypeError(f"{what}() cannot take {fn!r}: a native kernel runs only on chips; register it with "
+                            f"w.register_kernel()")
         with self._lock:
             self._refork_for_registration()
             self._check_new(what)
@@ -141,28 +198,28 @@ class Worker:
         is an error as for an explicit init()."""
         if not (self._implicit_init and self._state == "running" and self._engine is not None):
             return
-        if self._used or self._engine.stats()["submitted"]:
+        if self._used:
             return
         engine, self._engine = self._engine, None
+        self._orch._core = None
         self._state = "new"
         _live_workers.discard(self)
-        try:
-            engine.shutdown(False, 2.0)
-        finally:
-            _forkserver.forget_fds(self._fds)
-            self._fds = []
+        engine.shutdown(False, 2.0)
 
     def register_sub(self, fn: Callable) -> SubHandle:
-        """fn(args) will run on a sub-worker process."""
+        """Registers fn(args) to run on a sub-worker process; returns its
+        tf.SubHandle for submit_sub(). Before init() (or, inside a `with`
+        block, before any work)."""
         return self._register(self._sub_fns, SubHandle, fn, "register_sub")
 
     def register_kernel(self, fn: Callable) -> KernelHandle:
-        """fn(args, chip) will run on a chip process; fn may be a
-        tf.NativeKernel, which the chip runs without entering Python."""
+        """Registers fn(args, chip) to run on a chip process; fn may be a
+        tf.NativeKernel, which the chip runs without entering Python. Returns
+        its tf.KernelHandle for submit_next_level() and submit_group()."""
         return self._register(self._kernel_fns, KernelHandle, fn, "register_kernel")
 
     def register_orch(self, fn: Callable) -> OrchHandle:
-        """fn(orch, args) will run on a next-level Worker (level >= 4)."""
+        """Registers fn(orch, args) to run on a next-level Worker (level >= 4)."""
         return self._register(self._orch_fns, OrchHandle, fn, "register_orch")
 
     sub = register_sub
@@ -172,22 +229,50 @@ class Worker:
     # -- tensors --------------------------------------------------------
     def _ensure_arena(self) -> "_core.Arena":
         if self._arena is None:
-            self._arena = _core.Arena(self._arena_bytes)
+            try:
+                self._arena = _core.Arena(self._arena_bytes)
+            except RuntimeError as e:
+                raise MemoryError(str(e)) from None
+            _forkserver.register_mapping(self._arena)
         return self._arena
 
     def alloc(self, shape, dtype=np.float32) -> np.ndarray:
-        """An array in the shared arena, visible zero-copy in every child."""
+        """An array of `shape` and `dtype` (default float32) in the shared
+        arena, visible zero-copy in every child. Like np.empty, its contents
+        are undefined until written (w.zeros / w.full initialise). The memory
+        is reused once no array and no unfinished task refers to it; an arena
+        too small raises MemoryError naming its size and the request."""
         with self._lock:
             self._check_open()
             dt = np.dtype(dtype)
             if dt.hasobject or dt.fields is not None or dt.itemsize == 0:
                 raise TypeError(f"w.alloc(): dtype {dt} cannot live in shared memory; use a numeric dtype")
-            shape_t = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-            if any(s < 0 for s in shape_t):
-                raise ValueError(f"w.alloc(): negative dimension in shape {shape_t}")
-            nbytes = math.prod(shape_t) * dt.itemsize
-            raw = _core.arena_alloc(self._ensure_arena(), nbytes)
-        return raw.view(dt).reshape(shape_t)
+            try:
+                dims = (operator.index(shape),) if not isinstance(shape, (tuple, list)) else \
+                    tuple(operator.index(s) for s in shape)
+            except TypeError:
+                raise TypeError(f"w.alloc(): shape must be an int or a tuple of ints, got {shape!r}") from None
+            if any(s < 0 for s in dims):
+                raise ValueError(f"w.alloc(): negative dimension in shape {dims}")
+            nbytes = math.prod(dims) * dt.itemsize
+            arena = self._ensure_arena()
+            if nbytes > arena.size:
+                raise ArenaExhausted(f"arena exhausted: cannot allocate {nbytes} bytes (shape {dims}, {dt}) from an "
+                                     f"arena of {arena.size} bytes; pass a larger arena_bytes to tf.Worker")
+            raw = _core.arena_alloc(arena, nbytes)
+        return raw.view(dt).reshape(dims)
+
+    def zeros(self, shape, dtype=np.float32) -> np.ndarray:
+        """Like alloc(), filled with zeros."""
+        out = self.alloc(shape, dtype)
+        out[...] = 0
+        return out
+
+    def full(self, shape, fill_value, dtype=None) -> np.ndarray:
+        """Like alloc(), filled with `fill_value` (dtype defaults to its numpy type)."""
+        out = self.alloc(shape, np.asarray(fill_value).dtype if dtype is None else dtype)
+        out[...] = fill_value
+        return out
 
     def share(self, array) -> np.ndarray:
         """A copy of `array` in the shared arena."""
@@ -198,7 +283,8 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------
     def init(self) -> "Worker":
-        """Maps the shared memory, forks every child, then starts the engine."""
+        """Maps the shared memory, forks every child, then starts the engine.
+        A failure on the way leaves no process, descriptor or mapping behind."""
         with self._lock:
             self._check_open()
             if self._state != "new":
@@ -207,32 +293,50 @@ class Worker:
                 raise WorkerStateError(f"{self.name} is already initialised")
             arena = self._ensure_arena()
             region = _core.SharedRegion(self._subs + self._chips, max(self._chips, 1))
+            _forkserver.register_mapping(region)
             if self._output not in ("prefix", "inherit"):
                 os.makedirs(self._output, exist_ok=True)
-            pid, pidfd, sock_fd, children, fds = _forkserver.start(
+            pid, pidfd, sock_fd, children = _forkserver.start(
                 subs=self._subs, chips=self._chips, region=region, arena=arena, sub_fns=self._sub_fns,
                 kernel_fns=self._kernel_fns, output=self._output)
-            # Every child exists: only now may engine threads start. The engine
-            # owns the descriptors from here on.
-            specs = [(0 if kind == "sub" else 1, index, child_pid, fd) for kind, index, child_pid, fd in children]
-            self._engine = _core.Engine(self._window, region, arena, self._subs, self._chips, specs,
-                                        (pid, pidfd, sock_fd, True))
-            self._fds = fds
+            # From here the link owns the server and the descriptors; dropping
+            # it (an exception below) kills the server and closes them.
+            link = _core.ForkServerLink(pid, pidfd, sock_fd,
+                                        [(0 if kind == "sub" else 1, index, child_pid, fd)
+                                         for kind, index, child_pid, fd in children])
+            try:
+                # Every child exists: only now may engine threads start.
+                engine = _core.Engine(self._window, region, arena, self._subs, self._chips, link)
+                engine.set_callable_names(0, [_callable_name(f) for f in self._sub_fns])
+                engine.set_callable_names(1, [_callable_name(f) for f in self._kernel_fns])
+            except BaseException:
+                link.abandon()
+                raise
+            self._engine = engine
+            self._orch._core = engine.default_session()
             self._server_pid = pid
             self._state = "running"
             _live_workers.add(self)
         return self
 
-    def close(self) -> None:
-        """Waits for submitted work, stops every child and frees the engine."""
-        self._close(cancel=False)
+    def close(self, cancel: bool = False) -> None:
+        """Waits for everything submitted (with cancel=True: cancels what has
+        not started and stops what runs), stops every child and frees the
+        engine. Idempotent. Tasks stay queryable afterwards; arrays from
+        alloc() stay valid while referenced."""
+        self._close(cancel=bool(cancel), grace=0.5 if cancel else 2.0)
 
     def _close(self, cancel: bool, grace: float = 2.0) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked copy: the pool is the creator's
         with self._lock:
             if self._state == "closed":
                 return
             engine, self._state = self._engine, "closed"
+            session = self._orch._core
             self._engine = None
+            self._orch._core = None
+            self._arena = None  # the mapping goes once no array needs it
             _live_workers.discard(self)
         if engine is None:
             return
@@ -242,15 +346,16 @@ class Worker:
             engine.shutdown(True, 0.5)  # interrupted while waiting: stop at once
             raise
         finally:
-            _forkserver.forget_fds(self._fds)
-            self._log_unreported([Failure(*f) for f in engine.take_failures()])
+            if session is not None:
+                self._log_unreported(session.take_failures())
 
-    def _log_unreported(self, failures: List[Failure], shown: int = 5) -> None:
-        for f in failures[:shown]:
+    def _log_unreported(self, records: List[tuple], shown: int = 5) -> None:
+        for r in records[:shown]:
+            task_id, worker, kind, message = r[0], r[1], r[2], r[3]
             log.warning("tierflow: %s closed with an unreported failure: task %d (%s%s): %s", self.name,
-                        f.task_id, f.kind, f" on {f.worker}" if f.worker else "", f.message)
-        if len(failures) > shown:
-            log.warning("tierflow: %s closed with %d more unreported failure(s)", self.name, len(failures) - shown)
+                        task_id, kind, f" on {worker}" if worker else "", message)
+        if len(records) > shown:
+            log.warning("tierflow: %s closed with %d more unreported failure(s)", self.name, len(records) - shown)
 
     def __enter__(self) -> "Worker":
         with self._lock:
@@ -260,56 +365,67 @@ class Worker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        # Ctrl-C: stop running tasks quickly; other errors: let them finish briefly.
+        # Leaving by an exception cancels; Ctrl-C stops running tasks quickly.
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         self._close(cancel=exc_type is not None, grace=0.5 if interrupted else 2.0)
 
     def __del__(self) -> None:
-        if getattr(self, "_state", "closed") == "running":
+        if getattr(self, "_state", "closed") == "running" and getattr(self, "_pid", None) == os.getpid():
             try:
                 self._close(cancel=True)
             except Exception:
                 pass
 
-    # -- submitting (the default Orchestrator) ---------------------------
-    def submit_sub(self, handle, args=None, *, retries=0):
-        return self._orch.submit_sub(handle, args, retries=retries)
+    # -- submitting (the default session) -------------------------------
+    def submit_sub(self, handle, args=None, *, name=None, retries=0, retry_on=(), timeout=None):
+        """Runs a registered sub-worker function on any idle sub-worker;
+        returns its tf.Task. See tf.Orchestrator for the options."""
+        return self._orch.submit_sub(handle, args, name=name, retries=retries, retry_on=retry_on, timeout=timeout)
 
-    def submit_next_level(self, handle, args=None, worker=None, *, retries=0):
-        return self._orch.submit_next_level(handle, args, worker, retries=retries)
+    def submit_next_level(self, handle, args=None, worker=None, *, name=None, retries=0, retry_on=(), timeout=None):
+        """Runs a registered kernel on chip `worker` (None: any idle chip);
+        returns its tf.Task. See tf.Orchestrator for the options."""
+        return self._orch.submit_next_level(handle, args, worker, name=name, retries=retries, retry_on=retry_on,
+                                            timeout=timeout)
 
-    def submit_group(self, handle, args_list, workers=None, *, retries=0):
-        return self._orch.submit_group(handle, args_list, workers, retries=retries)
+    def submit_group(self, handle, args_list, workers=None, *, name=None, retries=0, retry_on=(), timeout=None):
+        """Runs one task on len(args_list) chips at once (member i gets
+        args_list[i]); returns its tf.Task. See tf.Orchestrator."""
+        return self._orch.submit_group(handle, args_list, workers, name=name, retries=retries, retry_on=retry_on,
+                                       timeout=timeout)
 
     def scope(self):
+        """``with w.scope():`` — tasks submitted inside are retired together
+        when the block ends, so their slots (and the arrays they pinned) come
+        back as a unit. Never blocks; nestable. See docs/api.md."""
         return self._orch.scope()
 
     def drain(self, timeout: Optional[float] = None) -> None:
         """Waits for everything submitted so far; raises tf.TaskError listing
-        the failures since the previous drain."""
-        engine = self._live_engine()
-        if not engine.drain(timeout):
-            s = engine.stats()
-            running = ", ".join(f"task {t} on {w}" for w, t in s["running"].items()) or "none"
-            raise TimeoutError(f"drain() timed out after {timeout} s with {s['outstanding']} task(s) "
-                               f"unfinished; running: {running}; queued: {s['queue_depth']}")
-        failures = [Failure(*f) for f in engine.take_failures()]
-        # The failures are reported now: bytes they left undefined stop
-        # poisoning later tasks.
-        engine.clear_failed_ranges()
-        if failures:
-            TaskError.raise_for(failures)
+        the failures since the previous drain, TimeoutError after `timeout`
+        seconds. Ctrl-C cancels the tasks that have not started, stops the
+        running ones after a short grace, and propagates."""
+        self._orch.drain(timeout)
 
     def run(self, fn: Callable, args: Any = None) -> None:
-        """Calls fn(orch, args), then drain()."""
+        """Calls fn(orch, args) with the default Orchestrator, then drain()."""
         self._live_engine()
         self._orch.run(fn, args)
 
+    def _timeout_report(self, timeout) -> str:
+        s = self._engine.stats() if self._engine is not None else {"running": {}, "outstanding": "?",
+                                                                     "queue_depth": "?"}
+        running = ", ".join(f"task {t} on {w}" for w, t in s["running"].items()) or "none"
+        return (f"drain() timed out after {timeout} s with {s['outstanding']} task(s) unfinished; "
+                f"running: {running}; queued: {s['queue_depth']}")
+
     # -- observability --------------------------------------------------
     def stats(self) -> Dict[str, Any]:
-        engine = self._live_engine()
-        return engine.stats()
+        """Counters: submitted, completed, failed, live_tasks, outstanding,
+        queue_depth, restarts, retried, and per worker busy_seconds, alive,
+        tasks_per_worker, running (see docs/api.md)."""
+        return self._live_engine().stats()
 
     def pids(self) -> Dict[str, int]:
-        """{"chip 0": pid, "sub 0": pid, ...}: the current process of each child."""
+        """{"sub 0": pid, ..., "chip 0": pid, ...}: the current process of each child."""
         return self._live_engine().pids()

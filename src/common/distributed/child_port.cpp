@@ -1,7 +1,5 @@
 #include "common/distributed/child_port.h"
 
-#include <cstring>
-
 #include "common/distributed/futex.h"
 
 namespace tierflow {
@@ -30,21 +28,15 @@ bool ChildPort::wait(Request* out) {
   out->group_size = box_.group_size;
   out->barrier = box_.barrier;
   out->args = TaskArgs::decode(box_.payload, box_.request_len);
+  group_size_ = out->group_size;
+  barrier_ = out->barrier;
   return true;
 }
 
-void ChildPort::complete(bool ok, const std::string& error) {
-  static const char kMarker[] = "\n... [traceback truncated]";
-  size_t n = error.size();
-  if (n > kMailboxPayload) {
-    size_t keep = kMailboxPayload - sizeof(kMarker);
-    std::memcpy(box_.payload, error.data(), keep);
-    std::memcpy(box_.payload + keep, kMarker, sizeof(kMarker) - 1);
-    n = keep + sizeof(kMarker) - 1;
-  } else if (n != 0) {
-    std::memcpy(box_.payload, error.data(), n);
-  }
-  box_.ok = ok ? 1 : 0;
+void ChildPort::complete(const TaskResult& result) {
+  if (group_size_ > 1 && barriers_ != nullptr) barriers_[barrier_].break_it();
+  size_t n = result.encode(box_.payload, kMailboxPayload);
+  box_.ok = result.ok ? 1 : 0;
   box_.result_len = static_cast<uint32_t>(n);
   // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
   // the next wait() sees it.

@@ -31,13 +31,18 @@ struct Doorbell {
 
   // Single waiter only (the scheduler thread). Spins `spins` times first:
   // a hop whose completion arrives within the spin costs no futex wake.
-  void wait(uint32_t ticket, int spins = 0) {
+  // Sleeps at most `timeout_ns` (< 0: no limit), so a deadline is never missed.
+  void wait(uint32_t ticket, int spins = 0, int64_t timeout_ns = -1) {
     for (int i = 0; i < spins; ++i) {
       if (seq.load(std::memory_order_acquire) != ticket) return;
       cpu_relax();
     }
     sleeping.store(1, std::memory_order_seq_cst);
-    while (seq.load(std::memory_order_seq_cst) == ticket) futex_wait(&seq, ticket);
+    if (timeout_ns >= 0) {
+      if (seq.load(std::memory_order_seq_cst) == ticket) futex_wait(&seq, ticket, timeout_ns);
+    } else {
+      while (seq.load(std::memory_order_seq_cst) == ticket) futex_wait(&seq, ticket);
+    }
     sleeping.store(0, std::memory_order_relaxed);
   }
 };

@@ -5,10 +5,10 @@
 // the scheduler's doorbell when its task finishes.
 #pragma once
 #include <cstdint>
-#include <string>
 
 #include "common/distributed/task_args.h"
 #include "common/distributed/task_id.h"
+#include "common/distributed/task_result.h"
 
 namespace tierflow {
 
@@ -21,18 +21,13 @@ struct Dispatch {
   uint32_t barrier = 0;
 };
 
-struct Completion {
-  bool ok = true;
-  std::string error;  // the worker's traceback text when !ok
-};
-
 class Endpoint {
  public:
   virtual ~Endpoint() = default;
   // Starts a task; the endpoint must be idle. Never blocks.
   virtual void post(const Dispatch& d) = 0;
   // True once the posted task finished; fills `out` and makes the endpoint idle.
-  virtual bool poll(Completion* out) = 0;
+  virtual bool poll(TaskResult* out) = 0;
   // Asks the worker to leave once idle.
   virtual void stop() = 0;
   // Makes the channel fresh for a replacement worker (the old one is dead).

@@ -39,8 +39,8 @@ void chip_set_error(const tf_chip* chip, const char* message) {
 }
 }  // namespace
 
-bool NativeKernelTable::run(tf_kernel_fn fn, const Request& req, char* arena_base, int32_t chip_id,
-                            GroupBarrier* barrier, std::string* error) {
+TaskResult NativeKernelTable::run(tf_kernel_fn fn, const Request& req, char* arena_base, int32_t chip_id,
+                                  GroupBarrier* barrier) {
   tf_tensor tensors_small[8];
   std::vector<tf_tensor> tensors_big;
   size_t nt = req.args.tensors.size();
@@ -74,9 +74,11 @@ bool NativeKernelTable::run(tf_kernel_fn fn, const Request& req, char* arena_bas
   tf_chip chip{chip_id, static_cast<int32_t>(req.group_rank), static_cast<int32_t>(req.group_size), TF_ABI_VERSION,
                &chip_barrier, &chip_set_error, &impl};
   int rc = fn(&args, &chip);
-  if (rc == 0) return true;
-  *error = "NativeKernelError: kernel returned " + std::to_string(rc) + (message.empty() ? "" : ": " + message);
-  return false;
+  if (rc == 0) return TaskResult{};
+  std::string text = "NativeKernelError: kernel returned " + std::to_string(rc) + (message.empty() ? "" : ": " + message);
+  TaskResult r = TaskResult::failure(text, text + "\n");
+  r.types = "tierflow.NativeKernelError|builtins.Exception|builtins.BaseException";
+  return r;
 }
 
 }  // namespace tierflow

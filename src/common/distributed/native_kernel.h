@@ -8,6 +8,7 @@
 
 #include "common/distributed/child_port.h"
 #include "common/distributed/group_barrier.h"
+#include "common/distributed/task_result.h"
 #include "tierflow/kernel.h"
 
 namespace tierflow {
@@ -25,10 +26,9 @@ class NativeKernelTable {
     return callable < fns_.size() ? fns_[callable] : nullptr;
   }
 
-  // Runs one request on this chip. Returns false (with `error` set) when the
-  // kernel returns non-zero.
-  static bool run(tf_kernel_fn fn, const Request& req, char* arena_base, int32_t chip_id, GroupBarrier* barrier,
-                  std::string* error);
+  // Runs one request on this chip. A non-zero return is a failure whose
+  // message names the code and the kernel's tf_chip.set_error text.
+  static TaskResult run(tf_kernel_fn fn, const Request& req, char* arena_base, int32_t chip_id, GroupBarrier* barrier);
 
  private:
   std::vector<tf_kernel_fn> fns_;

@@ -1,24 +1,17 @@
 #include "common/distributed/orchestrator.h"
 
+#include "common/distributed/session.h"
+
 namespace tierflow {
 
-Orchestrator::Orchestrator(TaskGraph& graph, ReadySink sink, size_t payload_limit)
-    : graph_(graph), sink_(std::move(sink)), payload_limit_(payload_limit) {}
+Orchestrator::Orchestrator(TaskGraph& graph, Session& session, ReadySink sink, size_t payload_limit)
+    : graph_(graph), session_(session), sink_(std::move(sink)), payload_limit_(payload_limit) {}
 
-void Orchestrator::resolve(TaskArgs& args) const {
+void Orchestrator::check_payload(const TaskArgs& args) const {
   if (args.encoded_size() > payload_limit_)
     throw std::invalid_argument("task has too many tensors/scalars: its description takes " +
                                 std::to_string(args.encoded_size()) + " bytes, the mailbox holds " +
                                 std::to_string(payload_limit_) + "; split it into several tasks");
-  Arena* arena = graph_.arena();
-  for (auto& d : args.tensors) {
-    if (arena == nullptr) {
-      d.block = 0;
-      continue;
-    }
-    // An empty view touches no bytes but must still name arena memory.
-    d.block = arena->block_of(d.lo, d.hi > d.lo ? d.hi : d.lo + 1);
-  }
 }
 
 void Orchestrator::check_exhausted() const {
@@ -31,7 +24,18 @@ void Orchestrator::check_exhausted() const {
 
 std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::function<void()>& on_wait) {
   if (req.members.empty()) throw std::invalid_argument("a task needs at least one member");
-  for (auto& m : req.members) resolve(m);
+  // Resolved before a slot is taken, so a bad tensor leaves the window untouched.
+  thread_local std::vector<BlockRef> blocks;
+  blocks.clear();
+  Arena* arena = graph_.arena();
+  for (auto& m : req.members) {
+    check_payload(m);
+    for (auto& d : m.tensors) {
+      // An empty view touches no bytes but must still name arena memory.
+      if (arena != nullptr) blocks.push_back(arena->block_of(d.lo, d.hi > d.lo ? d.hi : d.lo + 1));
+      else blocks.push_back(BlockRef{0, 0});
+    }
+  }
 
   SlotIndex s;
   if (!graph_.ring().try_acquire(&s)) {
@@ -48,15 +52,14 @@ std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::
   t.target = req.target;
   t.members = std::move(req.members);
   t.group_chips = std::move(req.group_chips);
-  t.retries_left = req.retries;
-  TaskId id = graph_.begin(s, in_scope);
-  if (Arena* arena = graph_.arena()) {
-    for (auto& m : t.members)
-      for (auto& d : m.tensors) {
-        arena->retain(d.block);
-        t.blocks.push_back(d.block);
-      }
-  }
+  t.name = std::move(req.name);
+  t.retries = req.retries;
+  t.retry_on = std::move(req.retry_on);
+  t.timeout_ms = req.timeout_ms;
+  t.blocks.assign(blocks.begin(), blocks.end());
+  if (arena != nullptr)
+    for (const BlockRef& b : t.blocks) arena->retain(b.offset);
+  TaskId id = graph_.begin(s, &session_, in_scope);
   if (in_scope) scopes_.add(s);
   if (graph_.wire(s)) sink_(s);
   return {s, id};

@@ -1,11 +1,10 @@
-// Orchestrator: builds the graph on the caller's thread. One per submitter
-// (the Worker's default one today, one per session later); many may share a
-// TaskGraph.
+// Orchestrator: builds the graph on a session's submitting thread. One per
+// Session; every session's Orchestrator shares the level's TaskGraph.
 //
-// submit(): resolve every tensor to its arena block, take a slot (blocking
-// for back-pressure), wire the task to the earlier tasks it conflicts with,
-// register it with the innermost scope, and hand it to the scheduler when it
-// has no unfinished producer.
+// submit(): resolve every tensor to its arena allocation, take a slot
+// (blocking for back-pressure), wire the task to the earlier tasks it
+// conflicts with, register it with the innermost scope, and hand it to the
+// scheduler when it has no unfinished producer.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +17,8 @@
 
 namespace tierflow {
 
+class Session;
+
 class WindowExhausted : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -29,14 +30,17 @@ struct SubmitRequest {
   int32_t target = -1;               // chip index or -1
   std::vector<TaskArgs> members;     // tensors carry arena offsets (offset/lo/hi)
   std::vector<int32_t> group_chips;  // explicit chips of a group, or empty
-  uint32_t retries = 0;              // re-runs allowed after a worker_died failure
+  std::string name;                  // empty: the callable's name
+  uint32_t retries = 0;              // re-runs allowed after a death or a retry_on exception
+  RetryOn retry_on;                  // exception class names retried, or null
+  int64_t timeout_ms = -1;           // running time per attempt; < 0: no limit
 };
 
 class Orchestrator {
  public:
   using ReadySink = std::function<void(SlotIndex)>;
   // `payload_limit`: the most bytes one member's encoded args may take.
-  Orchestrator(TaskGraph& graph, ReadySink sink, size_t payload_limit);
+  Orchestrator(TaskGraph& graph, Session& session, ReadySink sink, size_t payload_limit);
 
   // Returns (slot, id). `on_wait` runs every 100 ms while blocked on the
   // window and may throw (the caller's signal check). Throws
@@ -49,10 +53,11 @@ class Orchestrator {
   uint32_t scope_depth() const { return scopes_.depth(); }
 
  private:
-  void resolve(TaskArgs& args) const;
+  void check_payload(const TaskArgs& args) const;
   void check_exhausted() const;
 
   TaskGraph& graph_;
+  Session& session_;
   ReadySink sink_;
   size_t payload_limit_;
   ScopeStack scopes_;

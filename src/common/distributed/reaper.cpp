@@ -20,11 +20,18 @@
 namespace tierflow {
 
 Reaper::Reaper(int sock_fd, int server_pid, int server_pidfd, std::vector<std::string> names, std::vector<int> pids,
-               ReaperCallbacks callbacks)
+               ReaperCallbacks callbacks) try
     : sock_fd_(sock_fd), server_pid_(server_pid), server_pidfd_(server_pidfd), names_(std::move(names)),
       cb_(std::move(callbacks)), pids_(std::move(pids)), alive_(pids_.size(), true) {
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) throw std::runtime_error("eventfd failed");
+} catch (...) {
+  // The server's children die with it (PR_SET_PDEATHSIG).
+  syscall(SYS_pidfd_send_signal, server_pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info;
+  syscall(SYS_waitid, P_PIDFD, server_pidfd, &info, WEXITED, nullptr);
+  close(sock_fd);
+  close(server_pidfd);
 }
 
 Reaper::~Reaper() {
@@ -194,6 +201,8 @@ void Reaper::kill_all(int sig) {
   for (size_t i = 0; i < alive_.size(); ++i)
     if (alive_[i] && pids_[i] > 0) kill(pids_[i], sig);
 }
+
+void Reaper::kill_one(uint32_t mailbox) { send(kMsgKill, mailbox); }
 
 int Reaper::pid_of(uint32_t mailbox) const {
   std::lock_guard<std::mutex> lock(mu_);

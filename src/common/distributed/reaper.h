@@ -28,7 +28,9 @@ struct ForkServerMsg {
   int32_t code;
   int32_t status;
 };
-enum : uint32_t { kMsgSpawn = 1, kMsgQuit = 2, kMsgSpawned = 1, kMsgDied = 2 };
+// parent -> server: kMsgSpawn, kMsgQuit, kMsgKill; server -> parent: kMsgSpawned, kMsgDied.
+enum ForkServerRequest : uint32_t { kMsgSpawn = 1, kMsgQuit = 2, kMsgKill = 3 };
+enum ForkServerReport : uint32_t { kMsgSpawned = 1, kMsgDied = 2 };
 
 struct ReaperCallbacks {
   std::function<void(uint32_t mailbox, const std::string& why)> on_death;
@@ -38,12 +40,15 @@ struct ReaperCallbacks {
 
 class Reaper {
  public:
-  // Takes ownership of sock_fd and server_pidfd. `names[i]`/`pids[i]`: the
-  // child on mailbox i ("chip 0") and its pid.
+  // Takes ownership of sock_fd and server_pidfd (even when it throws: then it
+  // kills the server and closes both). `names[i]`/`pids[i]`: the child on
+  // mailbox i ("chip 0") and its pid.
   Reaper(int sock_fd, int server_pid, int server_pidfd, std::vector<std::string> names, std::vector<int> pids,
          ReaperCallbacks callbacks);
   ~Reaper();
 
+  // Before start().
+  void set_callbacks(ReaperCallbacks callbacks) { cb_ = std::move(callbacks); }
   void start();
   void stop();  // joins the thread
 
@@ -57,6 +62,9 @@ class Reaper {
 
   // Signals every child not yet reported dead.
   void kill_all(int sig);
+  // Asks the server to SIGKILL the child on `mailbox` (the server holds its
+  // pidfd, so the signal can never reach a recycled pid).
+  void kill_one(uint32_t mailbox);
   int pid_of(uint32_t mailbox) const;
   size_t alive() const;
   static std::string describe(int code, int status);

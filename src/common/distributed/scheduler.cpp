@@ -2,17 +2,51 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
+
+#include "common/distributed/session.h"
 
 namespace tierflow {
 
 namespace {
-// The last non-empty line of a Python traceback is "Type: message".
-std::string last_line(const std::string& text) {
-  size_t end = text.find_last_not_of(" \n\r\t");
-  if (end == std::string::npos) return text;
-  size_t start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end + 1 - (start == std::string::npos ? 0 : start + 1));
+
+// How much a member's failure says about the group: a deliberate stop
+// outranks a death, which outranks an exception, which outranks the
+// "barrier broken" errors a failure causes in the other members; so the
+// group is reported — and retried — by its real cause, whichever member's
+// report arrives first.
+constexpr char kBarrierBroken[] = "tierflow.BarrierBroken";
+
+int rank(FailureKind k, const std::string& types) {
+  switch (k) {
+    case FailureKind::Exception: return types.compare(0, sizeof kBarrierBroken - 1, kBarrierBroken) == 0 ? 1 : 2;
+    case FailureKind::WorkerDied: return 3;
+    case FailureKind::Timeout: return 4;
+    case FailureKind::Cancelled: return 5;
+    case FailureKind::DependencyFailed: return 0;
+  }
+  return 0;
 }
+
+// `types` is the failed exception's MRO as "module.QualName|..." names.
+bool retry_matches(const std::string& types, const std::vector<std::string>& wanted) {
+  size_t start = 0;
+  while (start <= types.size()) {
+    size_t end = types.find('|', start);
+    if (end == std::string::npos) end = types.size();
+    for (const std::string& w : wanted)
+      if (types.compare(start, end - start, w) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+std::string seconds(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(TaskGraph& graph, Doorbell& bell, std::vector<Endpoint*> subs, std::vector<Endpoint*> chips,
@@ -76,27 +110,20 @@ void Scheduler::report_birth(TaskKind kind, uint32_t index) {
   bell_.ring();
 }
 
-bool Scheduler::take_births() {
-  std::vector<uint32_t> births;
+void Scheduler::cancelled(SlotIndex s, TaskId id) {
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (births_.empty()) return false;
-    births.swap(births_);
+    cancels_.push_back(QueuedTask{s, id});
   }
-  for (uint32_t i : births) {
-    Worker& w = workers_[i];
-    if (w.alive) continue;
-    w.alive = true;
-    w.restarting = false;
-    restarts_.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_[i].alive = true;
-  }
-  return true;
+  bell_.ring();
 }
 
-void Scheduler::cancel_pending() {
-  cancel_.store(true, std::memory_order_release);
+void Scheduler::sweep_cancelled(bool stop_running) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    sweep_ = true;
+    stop_running_ |= stop_running;
+  }
   bell_.ring();
 }
 
@@ -114,17 +141,13 @@ void Scheduler::loop() {
     progress |= take_births();
     progress |= poll_workers();
     progress |= take_inbox();
-    if (cancel_.load(std::memory_order_acquire)) {
-      fail_queue(queues_.sub, "cancelled: the Worker is closing");
-      fail_queue(queues_.any_chip, "cancelled: the Worker is closing");
-      fail_queue(queues_.groups, "cancelled: the Worker is closing");
-      for (auto& q : queues_.directed) fail_queue(q, "cancelled: the Worker is closing");
-    }
+    progress |= take_cancels();
+    progress |= check_deadlines();
     progress |= dispatch();
     depth_.store(queues_.depth(), std::memory_order_relaxed);
     // Spin briefly only right after useful work: a busy pipeline hands the
     // next completion over without a wake-up, an idle Worker sleeps at once.
-    if (!progress) bell_.wait(ticket, recently_busy ? kSpins : 0);
+    if (!progress) bell_.wait(ticket, recently_busy ? kSpins : 0, ns_to_next_deadline());
     recently_busy = progress;
   }
 }
@@ -136,6 +159,26 @@ bool Scheduler::take_inbox() {
     work_.swap(inbox_);
   }
   settle(work_);
+  return true;
+}
+
+bool Scheduler::take_births() {
+  std::vector<uint32_t> births;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (births_.empty()) return false;
+    births.swap(births_);
+  }
+  for (uint32_t i : births) {
+    Worker& w = workers_[i];
+    if (w.alive) continue;
+    w.alive = true;
+    w.restarting = false;
+    w.took_task = false;
+    restarts_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_[i].alive = true;
+  }
   return true;
 }
 
@@ -156,17 +199,20 @@ bool Scheduler::take_deaths() {
       stats_[d.first].alive = false;
     }
     if (w.busy) {
-      Completion c;
+      TaskResult r;
       // A child that finished its task and then died delivers the result.
-      if (w.ep->poll(&c))
-        member_done(d.first, c, false, "");
+      if (w.ep->poll(&r))
+        member_done(d.first, std::move(r), false, "");
       else
-        member_done(d.first, c, true, d.second);
+        member_done(d.first, std::move(r), true, d.second);
     }
-    // A worker that keeps dying without finishing anything is not replaced
-    // forever (e.g. a callable that crashes the process at start).
+    w.killing = false;
+    // A process that dies before it ever takes a task (a callable that
+    // crashes the process at start, say) is not replaced forever; deaths that
+    // tasks cause never count, so the pool keeps its size.
     constexpr uint32_t kMaxCrashLoop = 5;
-    if (respawn_ && !no_respawn_.load(std::memory_order_acquire) && ++w.crashes <= kMaxCrashLoop) {
+    if (!w.took_task) ++w.crashes;
+    if (respawn_ && !no_respawn_.load(std::memory_order_acquire) && w.crashes <= kMaxCrashLoop) {
       w.restarting = true;
       w.ep->reset();
       respawn_(d.first);
@@ -175,51 +221,163 @@ bool Scheduler::take_deaths() {
   return true;
 }
 
-bool Scheduler::poll_workers() {
+bool Scheduler::take_cancels() {
+  std::vector<QueuedTask> cancels;
+  bool sweep, stop_running;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (cancels_.empty() && !sweep_) return false;
+    cancels.swap(cancels_);
+    sweep = sweep_;
+    stop_running = stop_running_;
+    sweep_ = stop_running_ = false;
+  }
+  for (const QueuedTask& c : cancels) {
+    TaskSlot& t = graph_.slot(c.slot);
+    if (t.id.load(std::memory_order_relaxed) != c.id) continue;
+    // Only this thread moves a task out of pending or ready, so what the
+    // state says now holds until we act.
+    TaskState st = t.state.load(std::memory_order_acquire);
+    if (st == TaskState::Pending) {
+      std::vector<SlotIndex> ready;
+      graph_.finish_early(c.slot, graph_.not_run(kNoTask, cancel_reason(t)), &ready);
+      settle(ready);
+    } else if (st == TaskState::Ready) {
+      finish(c.slot, graph_.not_run(kNoTask, cancel_reason(t)));  // its queue entry goes stale
+    }
+  }
+  if (sweep) sweep_queues();
+  if (stop_running) kill_cancelled_running();
+  return true;
+}
+
+bool Scheduler::sweep_queues() {
   bool any = false;
-  Completion c;
+  queues_.for_each([&](std::deque<QueuedTask>& q) {
+    std::deque<QueuedTask> keep;
+    std::vector<QueuedTask> drop;
+    for (const QueuedTask& e : q) {
+      const TaskSlot& t = graph_.slot(e.slot);
+      bool live = t.id.load(std::memory_order_relaxed) == e.id && t.state.load() == TaskState::Ready;
+      if (live && !is_cancelled(t))
+        keep.push_back(e);
+      else if (live)
+        drop.push_back(e);
+    }
+    q.swap(keep);
+    for (const QueuedTask& e : drop) {
+      for (auto& w : workers_)
+        if (w.reserved_by == static_cast<int64_t>(e.slot)) w.reserved_by = -1;
+      finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
+      any = true;
+    }
+  });
+  return any;
+}
+
+void Scheduler::kill_cancelled_running() {
   for (uint32_t i = 0; i < workers_.size(); ++i) {
     Worker& w = workers_[i];
-    if (w.busy && w.alive && w.ep->poll(&c)) {
-      member_done(i, c, false, "");
+    if (!w.busy || w.killing) continue;
+    const TaskSlot& t = graph_.slot(w.slot);
+    if (is_cancelled(t))
+      kill_worker(i, FailureKind::Cancelled,
+                  "cancelled: " + cancel_reason(t) + "; it was still running on " + w.name + " and was stopped");
+  }
+}
+
+void Scheduler::kill_worker(uint32_t wi, FailureKind kind, std::string reason) {
+  Worker& w = workers_[wi];
+  if (!kill_ || !w.alive) return;
+  w.killing = true;
+  w.kill_kind = kind;
+  w.kill_reason = std::move(reason);
+  kill_(wi);
+}
+
+int64_t Scheduler::ns_to_next_deadline() const {
+  if (n_deadlines_ == 0) return -1;
+  Clock::time_point next = Clock::time_point::max();
+  for (const Worker& w : workers_)
+    if (w.has_deadline && !w.killing) next = std::min(next, w.deadline);
+  if (next == Clock::time_point::max()) return -1;
+  auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(next - Clock::now()).count();
+  return left < 0 ? 0 : left;
+}
+
+bool Scheduler::check_deadlines() {
+  if (n_deadlines_ == 0) return false;
+  auto now = Clock::now();
+  bool any = false;
+  for (uint32_t i = 0; i < workers_.size(); ++i) {
+    Worker& w = workers_[i];
+    if (!w.has_deadline || w.killing || w.deadline > now) continue;
+    const TaskSlot& t = graph_.slot(w.slot);
+    kill_worker(i, FailureKind::Timeout,
+                "task " + std::to_string(t.id.load(std::memory_order_relaxed)) + " (" + graph_.name_of(t) +
+                    ") ran longer than its timeout of " + seconds(t.timeout_ms) + " s on " + w.name +
+                    "; the worker was killed and is being replaced");
+    any = true;
+  }
+  return any;
+}
+
+bool Scheduler::poll_workers() {
+  bool any = false;
+  TaskResult r;
+  for (uint32_t i = 0; i < workers_.size(); ++i) {
+    Worker& w = workers_[i];
+    if (w.busy && w.alive && w.ep->poll(&r)) {
+      member_done(i, std::move(r), false, "");
       any = true;
     }
   }
   return any;
 }
 
-void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const std::string& why) {
+void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::string& why) {
   Worker& w = workers_[wi];
   SlotIndex s = w.slot;
   w.busy = false;
+  if (w.has_deadline) {
+    w.has_deadline = false;
+    --n_deadlines_;
+  }
+  bool killed = w.killing && died;
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_[wi].busy = false;
     stats_[wi].running = kNoTask;
-    stats_[wi].busy_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - w.started).count();
+    stats_[wi].busy_seconds += std::chrono::duration<double>(Clock::now() - w.started).count();
     stats_[wi].tasks += 1;
   }
   TaskSlot& t = graph_.slot(s);
-  bool ok = c.ok && !died;
   if (!died) w.crashes = 0;
-  // A death outranks the exceptions it causes in the other members of a group
-  // (released from the barrier), so the group is reported, and retried, as
-  // worker_died.
-  if (!ok && (!t.member_failed || (died && t.fail_kind != "worker_died"))) {
-    bool first = !t.member_failed;
-    t.member_failed = true;
-    t.fail_worker = w.name;
-    if (died) {
-      t.fail_kind = "worker_died";
-      t.fail_message = why;
-      t.fail_traceback = "";
-    } else {
-      t.fail_kind = "exception";
-      t.fail_message = last_line(c.error);
-      t.fail_traceback = c.error;
+  if (r.ok && !died) {
+    if (w.member == 0) t.value = std::move(r.value);
+  } else {
+    FailureKind kind = !died ? FailureKind::Exception : killed ? w.kill_kind : FailureKind::WorkerDied;
+    if (!t.member_failed || rank(kind, r.types) > rank(t.failure.kind, t.types)) {
+      bool first = !t.member_failed;
+      t.member_failed = true;
+      Failure& f = t.failure;
+      f = Failure{};
+      f.worker = w.name;
+      f.kind = kind;
+      f.attempts = t.attempts;
+      t.types.clear();
+      if (!died) {
+        f.message = std::move(r.message);
+        f.traceback = std::move(r.traceback);
+        f.exception = std::move(r.exception);
+        t.types = std::move(r.types);
+      } else {
+        f.message = killed ? w.kill_reason : why;
+      }
+      // Release the other members of a group from the barrier (a member that
+      // returns breaks it itself; a dead one cannot).
+      if (first && t.kind == TaskKind::Group) barriers_[t.running_on[0] - n_subs_].break_it();
     }
-    // Release the other members of a group from the barrier.
-    if (first && t.kind == TaskKind::Group) barriers_[t.running_on[0] - n_subs_].break_it();
   }
   if (++t.members_done < t.members.size()) {
     // Keep this chip out of other work until the whole group has returned:
@@ -231,77 +389,103 @@ void Scheduler::member_done(uint32_t wi, const Completion& c, bool died, const s
   if (t.kind == TaskKind::Group)
     for (auto& other : workers_)
       if (other.reserved_by == static_cast<int64_t>(s)) other.reserved_by = -1;
-  if (t.member_failed && t.fail_kind == "worker_died" && t.retries_left > 0) {
-    --t.retries_left;
-    t.members_done = 0;
-    t.member_failed = false;
-    retried_.fetch_add(1, std::memory_order_relaxed);
-    route(s);
-    return;
+  if (t.member_failed && t.retries_left > 0 && !is_cancelled(t)) {
+    bool retry = t.failure.kind == FailureKind::WorkerDied ||
+                 (t.failure.kind == FailureKind::Exception && t.retry_on && retry_matches(t.types, *t.retry_on));
+    if (retry) {
+      --t.retries_left;
+      t.members_done = 0;
+      t.member_failed = false;
+      t.value.clear();
+      retried_.fetch_add(1, std::memory_order_relaxed);
+      route(s);
+      return;
+    }
   }
   Outcome o;
   o.ok = !t.member_failed;
-  if (!o.ok) {
-    o.kind = t.fail_kind;
-    o.worker = t.fail_worker;
-    o.message = t.fail_message;
-    o.traceback = t.fail_traceback;
-  }
-  finish(s, o);
+  if (o.ok)
+    o.value = std::move(t.value);
+  else
+    o.failure = std::move(t.failure);
+  finish(s, std::move(o));
 }
 
-void Scheduler::finish(SlotIndex s, const Outcome& o) {
+void Scheduler::finish(SlotIndex s, Outcome&& o) {
   std::vector<SlotIndex> ready;
-  graph_.finish(s, o, &ready);
+  graph_.finish(s, std::move(o), &ready);
   settle(ready);
 }
 
+bool Scheduler::is_cancelled(const TaskSlot& t) const {
+  return graph_.cancel_claimed(t) || t.session->cancelled(t.id.load(std::memory_order_relaxed));
+}
+
+std::string Scheduler::cancel_reason(const TaskSlot& t) const {
+  if (graph_.cancel_claimed(t)) return "Task.cancel() was called";
+  return t.session->cancel_reason();
+}
+
 // Routes tasks whose producers are all finished: to a ready queue, or, when a
-// producer failed (or the Worker is closing), straight to failure, which may
-// in turn settle its own consumers. A worklist, not recursion: a failed chain
-// of 100k tasks must not overflow the stack.
+// failure reached them (or they were cancelled), straight to failure, which
+// may in turn settle their own consumers. A worklist, not recursion: a failed
+// chain of 100k tasks must not overflow the stack.
 void Scheduler::settle(std::vector<SlotIndex>& work) {
   // Front to back, appending as failures make more tasks settle: tasks reach
   // their queues in the order they became ready (submission order for a batch).
   for (size_t i = 0; i < work.size(); ++i) {
     SlotIndex s = work[i];
+    if (graph_.settle_early(s)) continue;
     TaskSlot& t = graph_.slot(s);
     TaskId root = t.poisoned_by.load(std::memory_order_acquire);
-    bool cancel = cancel_.load(std::memory_order_acquire);
-    if (root == kNoTask && !cancel) {
+    if (root != kNoTask)
+      graph_.finish(s, graph_.not_run(root, ""), &work);
+    else if (is_cancelled(t))
+      graph_.finish(s, graph_.not_run(kNoTask, cancel_reason(t)), &work);
+    else
       route(s);
-      continue;
-    }
-    Outcome o;
-    o.ok = false;
-    o.kind = "dependency_failed";
-    o.message = root != kNoTask
-                    ? "task " + std::to_string(t.id.load()) + " did not run: task " + std::to_string(root) + " failed"
-                    : "cancelled: the Worker is closing";
-    graph_.finish(s, o, &work);
   }
   work.clear();
 }
 
 void Scheduler::route(SlotIndex s) {
   TaskSlot& t = graph_.slot(s);
-  t.state.store(TaskState::Ready, std::memory_order_release);
+  graph_.mark_ready(s);
+  QueuedTask e{s, t.id.load(std::memory_order_relaxed)};
   switch (t.kind) {
-    case TaskKind::Sub: queues_.sub.push_back(s); break;
+    case TaskKind::Sub: queues_.sub.push_back(e); break;
     case TaskKind::Chip:
       if (t.target >= static_cast<int32_t>(num_chips())) {
         Outcome o;
         o.ok = false;
-        o.kind = "worker_died";
-        o.message = "chip " + std::to_string(t.target) + " does not exist";
-        finish(s, o);
-      } else if (t.target >= 0)
-        queues_.directed[t.target].push_back(s);
-      else
-        queues_.any_chip.push_back(s);
+        o.failure.kind = FailureKind::WorkerDied;
+        o.failure.message = "chip " + std::to_string(t.target) + " does not exist";
+        finish(s, std::move(o));
+      } else if (t.target >= 0) {
+        queues_.directed[t.target].push_back(e);
+      } else {
+        queues_.any_chip.push_back(e);
+      }
       break;
-    case TaskKind::Group: queues_.groups.push_back(s); break;
+    case TaskKind::Group: queues_.groups.push_back(e); break;
   }
+}
+
+bool Scheduler::claim_head(std::deque<QueuedTask>& q) {
+  QueuedTask e = q.front();
+  TaskSlot& t = graph_.slot(e.slot);
+  if (t.id.load(std::memory_order_relaxed) != e.id || t.state.load(std::memory_order_acquire) != TaskState::Ready) {
+    q.pop_front();  // finished while queued (cancelled): a stale entry
+    return false;
+  }
+  if (t.session->cancelled(e.id) || !graph_.try_start(e.slot)) {
+    q.pop_front();
+    for (auto& w : workers_)
+      if (w.reserved_by == static_cast<int64_t>(e.slot)) w.reserved_by = -1;
+    finish(e.slot, graph_.not_run(kNoTask, cancel_reason(t)));
+    return false;
+  }
+  return true;
 }
 
 void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, uint32_t size, uint32_t barrier) {
@@ -314,12 +498,18 @@ void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, u
   d.group_rank = rank;
   d.group_size = size;
   d.barrier = barrier;
-  t.state.store(TaskState::Running, std::memory_order_release);
+  if (member == 0) ++t.attempts;
   w.busy = true;
+  w.took_task = true;
   w.reserved_by = -1;
   w.slot = s;
   w.member = member;
-  w.started = std::chrono::steady_clock::now();
+  w.started = Clock::now();
+  if (t.timeout_ms >= 0) {
+    w.has_deadline = true;
+    w.deadline = w.started + std::chrono::milliseconds(t.timeout_ms);
+    ++n_deadlines_;
+  }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_[wi].busy = true;
@@ -332,16 +522,17 @@ bool Scheduler::live_chip(int32_t c) const {
   return c >= 0 && static_cast<uint32_t>(c) < num_chips() && usable(workers_[chip_worker(c)]);
 }
 
-void Scheduler::fail_queue(std::deque<SlotIndex>& q, const std::string& why) {
+void Scheduler::fail_queue(std::deque<QueuedTask>& q, const std::string& why) {
   while (!q.empty()) {
-    SlotIndex s = q.front();
+    QueuedTask e = q.front();
     q.pop_front();
+    const TaskSlot& t = graph_.slot(e.slot);
+    if (t.id.load(std::memory_order_relaxed) != e.id || t.state.load() != TaskState::Ready) continue;
     Outcome o;
     o.ok = false;
-    bool cancel = why.rfind("cancelled", 0) == 0;
-    o.kind = cancel ? "dependency_failed" : "worker_died";
-    o.message = why;
-    finish(s, o);
+    o.failure.kind = FailureKind::WorkerDied;
+    o.failure.message = why;
+    finish(e.slot, std::move(o));
   }
 }
 
@@ -373,7 +564,17 @@ bool Scheduler::fail_unrunnable() {
 bool Scheduler::dispatch_groups() {
   bool any = false;
   while (!queues_.groups.empty()) {
-    SlotIndex g = queues_.groups.front();
+    SlotIndex g = queues_.groups.front().slot;
+    {
+      const TaskSlot& head = graph_.slot(g);
+      if (head.id.load(std::memory_order_relaxed) != queues_.groups.front().id ||
+          head.state.load(std::memory_order_acquire) != TaskState::Ready) {
+        queues_.groups.pop_front();  // stale
+        for (auto& w : workers_)
+          if (w.reserved_by == g) w.reserved_by = -1;
+        continue;
+      }
+    }
     TaskSlot& t = graph_.slot(g);
     uint32_t n = static_cast<uint32_t>(t.members.size());
     std::vector<int32_t> chips;
@@ -394,9 +595,9 @@ bool Scheduler::dispatch_groups() {
       queues_.groups.pop_front();
       Outcome o;
       o.ok = false;
-      o.kind = "worker_died";
-      o.message = dead;
-      finish(g, o);
+      o.failure.kind = FailureKind::WorkerDied;
+      o.failure.message = dead;
+      finish(g, std::move(o));
       any = true;
       continue;
     }
@@ -421,6 +622,10 @@ bool Scheduler::dispatch_groups() {
       }
       if (!all_idle) return any;
     }
+    if (!claim_head(queues_.groups)) {
+      any = true;
+      continue;
+    }
     queues_.groups.pop_front();
     uint32_t barrier = static_cast<uint32_t>(chips[0]);
     barriers_[barrier].arm(n);
@@ -436,25 +641,33 @@ bool Scheduler::dispatch() {
   bool any = fail_unrunnable();
   for (uint32_t i = 0; i < n_subs_ && !queues_.sub.empty(); ++i) {
     Worker& w = workers_[i];
-    if (w.alive && !w.busy) {
-      SlotIndex s = queues_.sub.front();
-      queues_.sub.pop_front();
-      post(i, s, 0, 0, 1, 0);
-      any = true;
-    }
+    if (!w.alive || w.busy) continue;
+    while (!queues_.sub.empty() && !claim_head(queues_.sub)) any = true;
+    if (queues_.sub.empty()) break;
+    SlotIndex s = queues_.sub.front().slot;
+    queues_.sub.pop_front();
+    post(i, s, 0, 0, 1, 0);
+    any = true;
   }
   any |= dispatch_groups();
   for (uint32_t c = 0; c < num_chips(); ++c) {
     Worker& w = workers_[chip_worker(c)];
     if (!w.alive || w.busy || w.reserved_by != -1) continue;
-    std::deque<SlotIndex>* q = !queues_.directed[c].empty() ? &queues_.directed[c]
-                               : !queues_.any_chip.empty()  ? &queues_.any_chip
-                                                            : nullptr;
-    if (q == nullptr) continue;
-    SlotIndex s = q->front();
-    q->pop_front();
-    post(chip_worker(c), s, 0, 0, 1, c);
-    any = true;
+    for (;;) {
+      std::deque<QueuedTask>* q = !queues_.directed[c].empty() ? &queues_.directed[c]
+                                  : !queues_.any_chip.empty()  ? &queues_.any_chip
+                                                               : nullptr;
+      if (q == nullptr) break;
+      if (!claim_head(*q)) {
+        any = true;
+        continue;
+      }
+      SlotIndex s = q->front().slot;
+      q->pop_front();
+      post(chip_worker(c), s, 0, 0, 1, c);
+      any = true;
+      break;
+    }
   }
   return any;
 }

@@ -2,19 +2,23 @@
 // completions into newly ready tasks.
 //
 // Its only wait point is the Doorbell: submits, completions (rung by the
-// children themselves), death notices and stop() all ring it, and the thread
-// sleeps only after a pass that found nothing to do. There is no timed
-// polling.
+// children themselves), death notices, cancellations and stop() all ring it,
+// and the thread sleeps only after a pass that found nothing to do — at most
+// until the nearest task timeout. There is no other timed polling.
 //
 // Workers are numbered subs first, then chips. A group task is dispatched
 // only when it holds N idle chips at once; the head of the group queue
 // reserves idle chips until it has enough, so groups are not starved by
 // single-chip work.
+//
+// Watchdogs: a task past its timeout, and a cancelled task still running
+// after its grace, has its worker killed through the kill hook; the death
+// then fails it as "timeout" / "cancelled" and the worker is replaced.
 #pragma once
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -46,27 +50,32 @@ class Scheduler {
             GroupBarrier* barriers);
   ~Scheduler();
 
+  // Hooks, set before start(). respawn(worker): ask for a replacement of a
+  // dead worker (without it dead workers stay dead). kill(worker): kill the
+  // worker's process (without it timeouts and cancellation cannot stop a
+  // running task).
+  void set_respawn(std::function<void(uint32_t worker)> respawn) { respawn_ = std::move(respawn); }
+  void set_kill(std::function<void(uint32_t worker)> kill) { kill_ = std::move(kill); }
   void start();
   void stop();  // joins the thread; queued work stays queued
 
   // Any thread.
   void enqueue(SlotIndex s);
   void report_death(TaskKind kind, uint32_t index, std::string why);
-  // A replacement for a dead worker is up.
-  void report_birth(TaskKind kind, uint32_t index);
-  // Called (on the scheduler thread) with a dead worker's number to ask for a
-  // replacement; without it dead workers stay dead. Set before start().
-  void set_respawn(std::function<void(uint32_t worker)> respawn) { respawn_ = std::move(respawn); }
-  // From now on dead workers are not replaced (used by shutdown).
-  // Any thread.
+  void report_birth(TaskKind kind, uint32_t index);  // a replacement for a dead worker is up
+  // From now on dead workers are not replaced (shutdown, or no fork server).
   void stop_respawning() {
     no_respawn_.store(true, std::memory_order_release);
     bell_.ring();
   }
-  uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
-  // From now on, ready tasks fail without running (used by close()).
-  void cancel_pending();
+  // A task was cancelled (TaskGraph::cancel succeeded): fail it now, even
+  // while its producers run.
+  void cancelled(SlotIndex s, TaskId id);
+  // Sessions cancelled tasks (Session::cancel_before): fail the queued ones
+  // now; with `stop_running`, also kill the workers running them.
+  void sweep_cancelled(bool stop_running);
 
+  uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   uint32_t num_subs() const { return n_subs_; }
   uint32_t num_chips() const { return static_cast<uint32_t>(workers_.size()) - n_subs_; }
   std::vector<WorkerStats> worker_stats() const;
@@ -74,35 +83,53 @@ class Scheduler {
   uint64_t retried() const { return retried_.load(std::memory_order_relaxed); }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Worker {
     Endpoint* ep;
     std::string name;
     bool alive = true;
     bool restarting = false;  // dead, a replacement is on its way
-    uint32_t crashes = 0;     // deaths since the last completed task
+    bool took_task = false;   // this process has been given a task
+    uint32_t crashes = 0;     // deaths before taking a first task, in a row
     bool busy = false;
     int64_t reserved_by = -1;  // slot of the group holding this idle chip
     SlotIndex slot = 0;
     uint32_t member = 0;
-    std::chrono::steady_clock::time_point started;
+    Clock::time_point started;
+    bool has_deadline = false;
+    Clock::time_point deadline;
+    bool killing = false;  // killed on purpose: its death fails the task as kill_kind
+    FailureKind kill_kind = FailureKind::WorkerDied;
+    std::string kill_reason;
   };
 
   void loop();
   bool take_inbox();
   bool take_deaths();
+  bool take_births();
+  bool take_cancels();
   bool poll_workers();
   bool dispatch();
   bool dispatch_groups();
   bool fail_unrunnable();
+  bool check_deadlines();
+  bool sweep_queues();
+  void kill_cancelled_running();
+  int64_t ns_to_next_deadline() const;
+  // Pops q's head if it can run; a stale or cancelled head is dropped (and
+  // the cancelled task finished) and false returned.
+  bool claim_head(std::deque<QueuedTask>& q);
   void post(uint32_t w, SlotIndex s, uint32_t member, uint32_t rank, uint32_t size, uint32_t barrier);
-  void member_done(uint32_t w, const Completion& c, bool died, const std::string& why);
-  void finish(SlotIndex s, const Outcome& o);
+  void member_done(uint32_t w, TaskResult&& result, bool died, const std::string& why);
+  void kill_worker(uint32_t w, FailureKind kind, std::string reason);
+  void finish(SlotIndex s, Outcome&& o);
   void settle(std::vector<SlotIndex>& work);
   void route(SlotIndex s);
-  void fail_queue(std::deque<SlotIndex>& q, const std::string& why);
+  void fail_queue(std::deque<QueuedTask>& q, const std::string& why);
+  bool is_cancelled(const TaskSlot& t) const;
+  std::string cancel_reason(const TaskSlot& t) const;
   bool live_chip(int32_t c) const;
   bool usable(const Worker& w) const { return w.alive || w.restarting; }
-  bool take_births();
   uint32_t chip_worker(int32_t c) const { return n_subs_ + static_cast<uint32_t>(c); }
 
   TaskGraph& graph_;
@@ -112,12 +139,15 @@ class Scheduler {
   uint32_t n_subs_;
   ReadyQueues queues_;
   std::vector<SlotIndex> work_;  // scratch for settle()
+  uint32_t n_deadlines_ = 0;
 
   std::mutex inbox_mu_;
   std::vector<SlotIndex> inbox_;
   std::vector<std::pair<uint32_t, std::string>> deaths_;
   std::vector<uint32_t> births_;
-  std::function<void(uint32_t)> respawn_;
+  std::vector<QueuedTask> cancels_;
+  bool sweep_ = false, stop_running_ = false;
+  std::function<void(uint32_t)> respawn_, kill_;
   std::atomic<bool> no_respawn_{false};
   std::atomic<uint64_t> restarts_{0};
 
@@ -127,7 +157,6 @@ class Scheduler {
   std::atomic<uint64_t> retried_{0};
 
   std::atomic<bool> stop_{false};
-  std::atomic<bool> cancel_{false};
   std::thread thread_;
 };
 

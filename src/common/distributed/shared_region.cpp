@@ -1,5 +1,7 @@
 #include "common/distributed/shared_region.h"
 
+#include "common/distributed/arena.h"
+
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -28,6 +30,8 @@ SharedRegion::SharedRegion(uint32_t mailboxes, uint32_t barriers)
   barriers_ = reinterpret_cast<GroupBarrier*>(b + off_bar);
   for (uint32_t i = 0; i < n_barriers_; ++i) new (&barriers_[i]) GroupBarrier();
 }
+
+void SharedRegion::forget_mapping() { reserve_inaccessible(base_, bytes_); }
 
 SharedRegion::~SharedRegion() {
   if (base_ != nullptr && base_ != MAP_FAILED) munmap(base_, bytes_);

@@ -23,6 +23,8 @@ class SharedRegion {
   Mailbox& mailbox(uint32_t i) { return mailboxes_[i]; }
   GroupBarrier& barrier(uint32_t i) { return barriers_[i]; }
   uint32_t num_mailboxes() const { return n_mailboxes_; }
+  // See Arena::forget_mapping().
+  void forget_mapping();
   uint32_t num_barriers() const { return n_barriers_; }
 
  private:

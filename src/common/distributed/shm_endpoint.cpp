@@ -27,10 +27,9 @@ void ShmEndpoint::post(const Dispatch& d) {
   publish(kPosted);
 }
 
-bool ShmEndpoint::poll(Completion* out) {
+bool ShmEndpoint::poll(TaskResult* out) {
   if (box_.state.load(std::memory_order_acquire) != kDone) return false;
-  out->ok = box_.ok != 0;
-  out->error.assign(box_.payload, box_.result_len);
+  *out = TaskResult::decode(box_.ok != 0, box_.payload, box_.result_len);
   box_.state.store(kIdle, std::memory_order_relaxed);
   return true;
 }

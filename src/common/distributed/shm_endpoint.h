@@ -9,7 +9,7 @@ class ShmEndpoint final : public Endpoint {
  public:
   explicit ShmEndpoint(Mailbox& box) : box_(box) {}
   void post(const Dispatch& d) override;
-  bool poll(Completion* out) override;
+  bool poll(TaskResult* out) override;
   void stop() override;
   void reset() override;
 

@@ -14,7 +14,8 @@ namespace tierflow {
 
 class WorkerThread {
  public:
-  // Runs `fn(request, &error)`; returning false fails the task with `error`.
+  // Runs `fn(request, &error)`; returning false fails the task with `error`
+  // as its traceback (its last line as the message).
   using Body = std::function<bool(const Request&, std::string*)>;
   WorkerThread(Doorbell& bell, Body body);
   ~WorkerThread();  // asks the loop to exit and joins it

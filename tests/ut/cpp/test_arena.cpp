@@ -99,9 +99,8 @@ TEST(Arena, ExhaustionMessageNamesArenaSizeAndRequest) {
 }
 
 TEST(Arena, HugeRequestThrowsInsteadOfWrappingAround) {
-  // ENGINE BUG (arena.cpp, allocate): round_up(bytes, 64) wraps to 0 for
-  // bytes > 2^64 - 64, so the request "fits" any hole: allocate() returns an
-  // offset, records no live block and hands the same memory out again.
+  // round_up(bytes, 64) would wrap to 0 for bytes > 2^64 - 64 and "fit"
+  // any hole; allocate() must refuse such a request instead.
   Arena a(4096);
   for (uint64_t huge : {std::numeric_limits<uint64_t>::max(), std::numeric_limits<uint64_t>::max() - 10}) {
     bool threw = false;
@@ -120,11 +119,11 @@ TEST(Arena, BlockOfValidatesRanges) {
   Arena a(1024);
   uint64_t x = a.allocate(128);  // [0, 128)
   uint64_t y = a.allocate(64);   // [128, 192)
-  EXPECT_EQ(a.block_of(0, 128), x);
-  EXPECT_EQ(a.block_of(10, 20), x);
-  EXPECT_EQ(a.block_of(127, 128), x);
-  EXPECT_EQ(a.block_of(128, 192), y);
-  EXPECT_EQ(a.block_of(150, 151), y);
+  EXPECT_EQ(a.block_of(0, 128).offset, x);
+  EXPECT_EQ(a.block_of(10, 20).offset, x);
+  EXPECT_EQ(a.block_of(127, 128).offset, x);
+  EXPECT_EQ(a.block_of(128, 192).offset, y);
+  EXPECT_EQ(a.block_of(150, 151).offset, y);
   // Straddles two blocks.
   EXPECT_THROW(a.block_of(120, 130), std::invalid_argument);
   // Past the end of the last live block, in free space.
@@ -135,7 +134,7 @@ TEST(Arena, BlockOfValidatesRanges) {
   // A freed block is no longer a valid target.
   a.release(x);
   EXPECT_THROW(a.block_of(10, 20), std::invalid_argument);
-  EXPECT_EQ(a.block_of(130, 140), y);
+  EXPECT_EQ(a.block_of(130, 140).offset, y);
 }
 
 TEST(Arena, RefsKeepABlockAliveUntilTheLastRelease) {
@@ -147,7 +146,7 @@ TEST(Arena, RefsKeepABlockAliveUntilTheLastRelease) {
   a.release(x);
   EXPECT_EQ(a.live_blocks(), 1u);
   EXPECT_EQ(a.bytes_in_use(), 256u);
-  EXPECT_EQ(a.block_of(0, 1), x);
+  EXPECT_EQ(a.block_of(0, 1).offset, x);
   EXPECT_THROW(a.allocate(64), ArenaExhausted);
   a.release(x);
   EXPECT_EQ(a.live_blocks(), 0u);
@@ -190,4 +189,20 @@ TEST(Arena, RandomAllocReleaseKeepsAccountingConsistent) {
   for (auto& l : live) a.release(l.off);
   EXPECT_EQ(a.bytes_in_use(), 0u);
   EXPECT_EQ(a.allocate(64 * 1024), 0u);  // everything coalesced back
+}
+
+TEST(Arena, EveryAllocationGetsANewGeneration) {
+  Arena a(1024);
+  uint64_t x = a.allocate(64);
+  BlockRef first = a.block_of(x, x + 64);
+  EXPECT_NE(first.gen, 0u);
+  EXPECT_TRUE(a.live(first));
+  a.release(x);
+  EXPECT_FALSE(a.live(first));
+  uint64_t y = a.allocate(64);  // the same bytes again...
+  ASSERT_EQ(x, y);
+  BlockRef second = a.block_of(y, y + 64);
+  EXPECT_NE(second.gen, first.gen) << "...but a new allocation";
+  EXPECT_FALSE(a.live(first));
+  EXPECT_TRUE(a.live(second));
 }

@@ -13,28 +13,17 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/orchestrator.h"
-#include "common/distributed/scheduler.h"
-#include "common/distributed/worker_thread.h"
+#include "common/rigs.h"
 
 using namespace tierflow;
+using namespace tierflow::test;
 using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int64_t kWaitMs = 300000;
-#else
-constexpr int64_t kWaitMs = 60000;
-#endif
 constexpr int kSubs = 2, kChips = 4;
 
 enum Callable : uint32_t { kOk, kFail, kBarrier, kFailRank1, kGate, kGateFail, kRank0FailRank1Late };
-
-struct Acc {
-  uint64_t lo, hi;
-  AccessTag tag;
-};
 
 struct Run {
   int worker;
@@ -42,36 +31,23 @@ struct Run {
 };
 
 struct Rig {
-  Doorbell bell;
-  TaskGraph graph;
-  std::array<GroupBarrier, kChips> barriers;
-  std::vector<std::unique_ptr<WorkerThread>> workers;
-  std::unique_ptr<Scheduler> sched;
-  std::unique_ptr<Orchestrator> orch;
-
   std::mutex mu;
   std::multimap<int64_t, Run> runs;  // tag -> where it ran
   std::atomic<int> in_barrier{0}, max_in_barrier{0}, bodies{0};
   std::atomic<bool> gate{false}, gate_entered{false}, late_started{false}, late_wait_result{true};
+  LevelRig level;
+  TaskGraph& graph;
+  Session& session;
+  Doorbell& bell;
+  std::unique_ptr<Scheduler>& sched;
+  std::vector<GroupBarrier>& barriers;
 
-  explicit Rig(uint32_t window) : graph(window, nullptr) {
-    std::vector<Endpoint*> subs, chips;
-    for (int i = 0; i < kSubs + kChips; ++i) {
-      workers.emplace_back(new WorkerThread(bell, [this, i](const Request& r, std::string* e) { return body(i, r, e); }));
-      (i < kSubs ? subs : chips).push_back(&workers.back()->endpoint());
-    }
-    sched.reset(new Scheduler(graph, bell, subs, chips, barriers.data()));
-    Scheduler* s = sched.get();
-    orch.reset(new Orchestrator(graph, [s](SlotIndex slot) { s->enqueue(slot); }, kMailboxPayload));
-    sched->start();
-  }
+  explicit Rig(uint32_t window)
+      : level(window, kSubs, kChips, [this](int w, const Request& r, std::string* e) { return body(w, r, e); }),
+        graph(level.graph), session(*level.session), bell(level.bell), sched(level.sched), barriers(level.barriers) {}
   ~Rig() {
-    // Release any member stuck on a barrier so every body returns before
-    // the workers are told to exit.
-    for (auto& b : barriers) b.break_it();
-    graph.wait_until([this] { return graph.all_finished(); }, 5000, {});
-    sched->stop();
-    workers.clear();
+    gate = true;
+    level.teardown();
   }
 
   bool body(int w, const Request& r, std::string* err) {
@@ -126,52 +102,27 @@ struct Rig {
     return false;
   }
 
-  static TaskArgs args(std::initializer_list<Acc> acc, int64_t tag) {
-    TaskArgs a;
-    for (auto& x : acc) {
-      TensorDesc d;
-      d.offset = d.lo = x.lo;
-      d.hi = x.hi;
-      d.tag = x.tag;
-      d.ndim = 1;
-      d.dtype = DType{1, 8};
-      d.shape[0] = static_cast<int64_t>(x.hi - x.lo);
-      d.strides[0] = 1;
-      a.tensors.push_back(d);
-    }
-    Scalar s;
-    s.i = tag;
-    a.scalars.push_back(s);
-    return a;
-  }
   TaskId submit(TaskKind kind, uint32_t callable, int64_t tag, std::initializer_list<Acc> acc = {},
                 int32_t target = -1) {
     SubmitRequest r;
     r.kind = kind;
     r.callable = callable;
     r.target = target;
-    r.members.push_back(args(acc, tag));
-    return orch->submit(std::move(r)).second;
+    r.members.push_back(byte_args(acc, {tag}));
+    return level.submit(std::move(r));
   }
   TaskId group(uint32_t callable, int64_t tag, uint32_t n, std::vector<int32_t> chips = {}) {
     SubmitRequest r;
     r.kind = TaskKind::Group;
     r.callable = callable;
-    for (uint32_t i = 0; i < n; ++i) r.members.push_back(args({}, tag));
+    for (uint32_t i = 0; i < n; ++i) r.members.push_back(byte_args({}, {tag}));
     r.group_chips = std::move(chips);
-    return orch->submit(std::move(r)).second;
+    return level.submit(std::move(r));
   }
-  bool drain(int64_t ms = kWaitMs) {
-    return graph.wait_until([this] { return graph.all_finished(); }, ms, {});
-  }
+  bool drain(int64_t ms = kWaitMs) { return level.drain(ms); }
   template <class F>
   static bool until(F cond) {
-    auto t0 = std::chrono::steady_clock::now();
-    while (!cond()) {
-      if (std::chrono::steady_clock::now() - t0 > 20s) return false;
-      std::this_thread::sleep_for(1ms);
-    }
-    return true;
+    return eventually(cond);
   }
   std::vector<Run> ran(int64_t tag) {
     std::lock_guard<std::mutex> lock(mu);
@@ -180,6 +131,7 @@ struct Rig {
     for (auto it = range.first; it != range.second; ++it) out.push_back(it->second);
     return out;
   }
+  std::optional<Failure> failure(TaskId id) { return session.failure_of(id); }
 };
 
 }  // namespace
@@ -247,9 +199,9 @@ TEST(Scheduler, GroupFailsWhenOneMemberFailsAndPeersAreReleased) {
   Rig r(16);
   TaskId g = r.group(kFailRank1, 1, kChips);
   ASSERT_TRUE(r.drain(20000)) << "members waiting for the failed rank were not released";
-  auto f = r.graph.failure_of(g);
+  auto f = r.failure(g);
   ASSERT_TRUE(f.has_value());
-  EXPECT_EQ(f->kind, "exception");
+  EXPECT_EQ(f->kind, FailureKind::Exception);
   EXPECT_EQ(f->message, "RuntimeError: rank 1 failed");
   auto where = r.ran(1);
   ASSERT_EQ(where.size(), size_t(kChips));
@@ -258,7 +210,7 @@ TEST(Scheduler, GroupFailsWhenOneMemberFailsAndPeersAreReleased) {
   // The barrier works again for the next group.
   TaskId ok = r.group(kBarrier, 2, kChips);
   ASSERT_TRUE(r.drain());
-  EXPECT_FALSE(r.graph.failure_of(ok).has_value());
+  EXPECT_FALSE(r.failure(ok).has_value());
 }
 
 TEST(Scheduler, BarrierIsNotReusedWhileAFailedGroupStillHasAMemberRunning) {
@@ -266,9 +218,8 @@ TEST(Scheduler, BarrierIsNotReusedWhileAFailedGroupStillHasAMemberRunning) {
   // 300 ms later. g2 on chips {0,2} uses the same barrier (its rank-0 chip
   // is chip 0) and is dispatched as soon as chip 0 is idle. Rank 1 of g1
   // must still see its own barrier broken, and g2 must complete.
-  // ENGINE BUG (scheduler.cpp dispatch_groups/member_done): chip 0 goes idle
-  // while g1's rank 1 still runs; g2's arm() clears `broken`, so g1's late
-  // member joins g2's round and one of them waits forever.
+  // (A group's chips stay reserved until every member returned, so the
+  // barrier is never re-armed under a late member.)
   Rig r(16);
   TaskId g1 = r.group(kRank0FailRank1Late, 1, 2, {0, 1});
   ASSERT_TRUE(r.until([&] { return r.late_started.load(); }));  // g1 is out of the queue
@@ -276,8 +227,8 @@ TEST(Scheduler, BarrierIsNotReusedWhileAFailedGroupStillHasAMemberRunning) {
   bool drained = r.drain(5000);
   EXPECT_TRUE(drained) << "hang: the late member of g1 joined g2's round of barrier 0";
   EXPECT_FALSE(r.late_wait_result.load()) << "g1's late member passed a barrier its peer never reached";
-  EXPECT_TRUE(r.graph.failure_of(g1).has_value());
-  EXPECT_FALSE(r.graph.failure_of(g2).has_value()) << r.graph.failure_of(g2)->message;
+  EXPECT_TRUE(r.failure(g1).has_value());
+  EXPECT_FALSE(r.failure(g2).has_value()) << r.failure(g2)->message;
 }
 
 TEST(Scheduler, FailurePoisonsDependentsWithTheRootCause) {
@@ -287,20 +238,20 @@ TEST(Scheduler, FailurePoisonsDependentsWithTheRootCause) {
   TaskId c = r.submit(TaskKind::Sub, kOk, 3, {{64, 72, AccessTag::InOut}});
   TaskId d = r.submit(TaskKind::Sub, kOk, 4, {{128, 136, AccessTag::InOut}});
   ASSERT_TRUE(r.drain());
-  auto fa = r.graph.failure_of(a), fb = r.graph.failure_of(b), fc = r.graph.failure_of(c);
+  auto fa = r.failure(a), fb = r.failure(b), fc = r.failure(c);
   ASSERT_TRUE(fa && fb && fc);
-  EXPECT_EQ(fa->kind, "exception");
+  EXPECT_EQ(fa->kind, FailureKind::Exception);
   EXPECT_EQ(fa->message, "ValueError: boom");
   EXPECT_NE(fa->traceback.find("Traceback"), std::string::npos);
-  EXPECT_EQ(fb->kind, "dependency_failed");
+  EXPECT_EQ(fb->kind, FailureKind::DependencyFailed);
   EXPECT_EQ(fb->cause, a);
-  EXPECT_EQ(fc->kind, "dependency_failed");
+  EXPECT_EQ(fc->kind, FailureKind::DependencyFailed);
   EXPECT_EQ(fc->cause, a);
-  EXPECT_FALSE(r.graph.failure_of(d).has_value());
+  EXPECT_FALSE(r.failure(d).has_value());
   EXPECT_TRUE(r.ran(2).empty()) << "a poisoned task must not run";
   EXPECT_TRUE(r.ran(3).empty());
   EXPECT_EQ(r.ran(4).size(), 1u);
-  EXPECT_EQ(r.graph.take_failures().size(), 3u);
+  EXPECT_EQ(r.session.take_failures().size(), 3u);
 }
 
 TEST(Scheduler, DeathOfAChipFailsWorkDirectedToIt) {
@@ -311,15 +262,15 @@ TEST(Scheduler, DeathOfAChipFailsWorkDirectedToIt) {
   for (int i = 0; i < 3; ++i) queued.push_back(r.submit(TaskKind::Chip, kOk, 10 + i, {}, 1));
   r.sched->report_death(TaskKind::Chip, 1, "chip 1 (pid 42) died: killed by signal SIGKILL");
   ASSERT_TRUE(r.drain());
-  auto f = r.graph.failure_of(running);
+  auto f = r.failure(running);
   ASSERT_TRUE(f.has_value());
-  EXPECT_EQ(f->kind, "worker_died");
+  EXPECT_EQ(f->kind, FailureKind::WorkerDied);
   EXPECT_EQ(f->worker, "chip 1");
   EXPECT_EQ(f->message, "chip 1 (pid 42) died: killed by signal SIGKILL");
   for (TaskId q : queued) {
-    auto fq = r.graph.failure_of(q);
+    auto fq = r.failure(q);
     ASSERT_TRUE(fq.has_value());
-    EXPECT_EQ(fq->kind, "worker_died");
+    EXPECT_EQ(fq->kind, FailureKind::WorkerDied);
     EXPECT_NE(fq->message.find("chip 1 is dead"), std::string::npos) << fq->message;
   }
   EXPECT_FALSE(r.sched->worker_stats()[kSubs + 1].alive);
@@ -329,15 +280,15 @@ TEST(Scheduler, DeathOfAChipFailsWorkDirectedToIt) {
   for (int i = 0; i < 12; ++i) r.submit(TaskKind::Chip, kOk, 30 + i);
   TaskId g = r.group(kBarrier, 50, kChips);
   ASSERT_TRUE(r.drain());
-  ASSERT_TRUE(r.graph.failure_of(late).has_value());
-  EXPECT_EQ(r.graph.failure_of(late)->kind, "worker_died");
+  ASSERT_TRUE(r.failure(late).has_value());
+  EXPECT_EQ(r.failure(late)->kind, FailureKind::WorkerDied);
   for (int i = 0; i < 12; ++i) {
     auto where = r.ran(30 + i);
     ASSERT_EQ(where.size(), 1u);
     EXPECT_NE(where[0].worker, kSubs + 1) << "ran on the dead chip";
   }
-  ASSERT_TRUE(r.graph.failure_of(g).has_value());
-  EXPECT_NE(r.graph.failure_of(g)->message.find("only 3 are alive"), std::string::npos);
+  ASSERT_TRUE(r.failure(g).has_value());
+  EXPECT_NE(r.failure(g)->message.find("only 3 are alive"), std::string::npos);
   EXPECT_EQ(r.ran(10).size() + r.ran(11).size() + r.ran(12).size() + r.ran(20).size(), 0u);
   // Let the gated body return and its completion land before teardown.
   uint32_t seq = r.bell.seq.load();
@@ -359,12 +310,12 @@ TEST(Scheduler, ChainOfTenThousandFailsFromItsHeadWithoutRecursion) {
   EXPECT_EQ(c.failed, uint64_t(kChain));
   EXPECT_EQ(c.completed, 0u);
   EXPECT_EQ(r.bodies.load(), 1) << "only the head may run";
-  EXPECT_EQ(r.graph.failure_of(ids[0])->kind, "exception");
+  EXPECT_EQ(r.failure(ids[0])->kind, FailureKind::Exception);
   for (int i = 1; i < kChain; ++i) {
-    auto f = r.graph.failure_of(ids[i]);
+    auto f = r.failure(ids[i]);
     ASSERT_TRUE(f.has_value()) << i;
-    ASSERT_EQ(f->kind, "dependency_failed") << i;
+    ASSERT_EQ(f->kind, FailureKind::DependencyFailed) << i;
     ASSERT_EQ(f->cause, ids[0]) << i;
   }
-  EXPECT_EQ(r.graph.take_failures().size(), size_t(kChain));
+  EXPECT_EQ(r.session.take_failures().size(), size_t(kChain));
 }

@@ -17,59 +17,44 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/orchestrator.h"
-#include "common/distributed/scheduler.h"
-#include "common/distributed/worker_thread.h"
+#include "common/rigs.h"
 
 using namespace tierflow;
+using namespace tierflow::test;
 using namespace std::chrono_literals;
 
 namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kStress = 20000;
-constexpr int64_t kWaitMs = 300000;
 #else
 constexpr int kStress = 100000;
-constexpr int64_t kWaitMs = 60000;
 #endif
 constexpr int kSubs = 2, kChips = 4, kAllocs = 4, kCells = 32;
 
 enum Callable : uint32_t { kMem = 0, kGate = 1, kRecord = 2 };
 
 struct Rig {
-  Doorbell bell;
   std::shared_ptr<Arena> arena;
-  TaskGraph graph;
-  std::array<GroupBarrier, kChips> barriers;
-  std::vector<std::unique_ptr<WorkerThread>> workers;
-  std::unique_ptr<Scheduler> sched;
-  std::unique_ptr<Orchestrator> orch;
-
   std::vector<std::atomic<int>> runs, where;  // per tag
   std::mutex mu;
   std::string first_error;
   std::vector<int64_t> order;
   std::atomic<bool> gate{false}, gate_entered{false};
+  LevelRig level;
+  TaskGraph& graph;
+  std::vector<GroupBarrier>& barriers;
 
   Rig(uint32_t window, int tags)
-      : arena(std::make_shared<Arena>(1 << 16)), graph(window, arena), runs(tags), where(tags) {
-    std::vector<Endpoint*> subs, chips;
-    for (int i = 0; i < kSubs + kChips; ++i) {
-      workers.emplace_back(new WorkerThread(bell, [this, i](const Request& r, std::string* e) { return body(i, r, e); }));
-      (i < kSubs ? subs : chips).push_back(&workers.back()->endpoint());
-    }
-    sched.reset(new Scheduler(graph, bell, subs, chips, barriers.data()));
-    Scheduler* s = sched.get();
-    orch.reset(new Orchestrator(graph, [s](SlotIndex slot) { s->enqueue(slot); }, kMailboxPayload));
-    sched->start();
-  }
+      : arena(std::make_shared<Arena>(1 << 16)), runs(tags), where(tags),
+        level(window, kSubs, kChips, [this](int w, const Request& r, std::string* e) { return body(w, r, e); },
+              arena),
+        graph(level.graph), barriers(level.barriers) {}
   ~Rig() {
     gate = true;
-    graph.wait_until([this] { return graph.all_finished(); }, 5000, {});
-    sched->stop();
-    workers.clear();
+    level.teardown();
   }
+  Orchestrator* orch_ptr() { return &level.orch(); }
 
   bool fail(std::string* err, const std::string& why) {
     *err = why;
@@ -114,17 +99,10 @@ struct Rig {
     return true;
   }
 
-  bool drain(int64_t ms = kWaitMs) {
-    return graph.wait_until([this] { return graph.all_finished(); }, ms, {});
-  }
+  bool drain(int64_t ms = kWaitMs) { return level.drain(ms); }
   template <class F>
   static bool until(F cond) {
-    auto t0 = std::chrono::steady_clock::now();
-    while (!cond()) {
-      if (std::chrono::steady_clock::now() - t0 > 20s) return false;
-      std::this_thread::sleep_for(1ms);
-    }
-    return true;
+    return eventually(cond);
   }
 };
 
@@ -140,11 +118,7 @@ TensorDesc desc(uint64_t block, int cell, int len, AccessTag tag) {
   return d;
 }
 
-Scalar scalar(int64_t v) {
-  Scalar s;
-  s.i = v;
-  return s;
-}
+Scalar scalar(int64_t v) { return int_scalar(v); }
 
 }  // namespace
 
@@ -217,7 +191,7 @@ TEST(SchedulerStress, HundredThousandMixedTasksMatchASequentialRun) {
         allowed[i] = {kSubs + req.target, kSubs + req.target};
       }
     }
-    r.orch->submit(std::move(req));
+    r.level.orch().submit(std::move(req));
   }
 
   ASSERT_TRUE(r.drain()) << "drain timed out: " << r.graph.counters().outstanding << " of " << n
@@ -245,8 +219,6 @@ TEST(SchedulerStress, HundredThousandMixedTasksMatchASequentialRun) {
 TEST(SchedulerStress, DirectedTasksRunInSubmissionOrder) {
   // ReadyQueues keeps "one FIFO per chip". Tasks queued behind a busy chip
   // must run on it in the order they were submitted.
-  // ENGINE BUG (scheduler.cpp settle): the worklist pops from the back, so
-  // each inbox batch is routed in reverse submission order.
   constexpr int kTasks = 64;
   Rig r(128, kTasks + 1);
   auto submit = [&](uint32_t callable, int64_t tag) {
@@ -257,7 +229,7 @@ TEST(SchedulerStress, DirectedTasksRunInSubmissionOrder) {
     TaskArgs a;
     a.scalars.push_back(scalar(tag));
     req.members.push_back(std::move(a));
-    r.orch->submit(std::move(req));
+    r.level.orch().submit(std::move(req));
   };
   submit(kGate, kTasks);
   ASSERT_TRUE(r.until([&] { return r.gate_entered.load(); }));

@@ -1,0 +1,128 @@
+// A session: submit, scopes, drain and the failure records. The submit path
+// converts with the GIL held, then builds the graph with it released (it may
+// block on the window, checking for signals every 100 ms).
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <string>
+
+#include "bindings.h"
+
+namespace tierflow::py {
+
+using namespace nb::literals;
+
+namespace {
+
+// Rebases a builder's absolute addresses on the arena; rejects anything else.
+TaskArgs rebase(const PyTaskArgs& a, const Arena* arena) {
+  if (a.base != nullptr) throw nb::value_error("this TaskArgs came from a running task; build a new one to submit");
+  if (arena == nullptr) throw std::logic_error("the Worker is closed");
+  TaskArgs out = a.args;
+  auto base = reinterpret_cast<uint64_t>(arena->base());
+  for (size_t i = 0; i < out.tensors.size(); ++i) {
+    TensorDesc& d = out.tensors[i];
+    bool inside = d.lo >= base && d.hi <= base + arena->size() && d.offset >= base && d.offset <= base + arena->size();
+    if (!inside)
+      throw nb::value_error(("tensor " + std::to_string(i) +
+                             " is not in this Worker's shared arena; task tensors must be arrays from "
+                             "w.alloc() or w.share() (or views of them): w.share(array) copies one in")
+                                .c_str());
+    d.offset -= base;
+    d.lo -= base;
+    d.hi -= base;
+  }
+  return out;
+}
+
+nb::object submit(PySession& s, SubmitRequest&& req) {
+  TaskKind kind = req.kind;
+  uint32_t callable = req.callable;
+  std::string name = req.name;
+  std::pair<SlotIndex, TaskId> got;
+  {
+    nb::gil_scoped_release nogil;
+    got = s.session->orchestrator().submit(std::move(req), check_signals);
+  }
+  return make_task(s, got.first, got.second, kind, callable, std::move(name));
+}
+
+}  // namespace
+
+void bind_session(nb::module_& m) {
+  nb::class_<PySession>(m, "Session")
+      .def("submit", [](PySession& s, int kind, uint32_t callable, int32_t target, nb::list members,
+                        std::vector<int32_t> group_chips, std::string name, uint32_t retries,
+                        std::optional<std::vector<std::string>> retry_on, nb::handle timeout) {
+        SubmitRequest req;
+        req.kind = static_cast<TaskKind>(kind);
+        req.callable = callable;
+        req.target = target;
+        req.group_chips = std::move(group_chips);
+        req.name = std::move(name);
+        req.retries = retries;
+        if (retry_on && !retry_on->empty())
+          req.retry_on = std::make_shared<const std::vector<std::string>>(std::move(*retry_on));
+        req.timeout_ms = to_ms(timeout);
+        Arena* arena = s.engine->graph().arena();
+        for (nb::handle h : members) req.members.push_back(rebase(nb::cast<const PyTaskArgs&>(h), arena));
+        return submit(s, std::move(req));
+      }, "kind"_a, "callable"_a, "target"_a, "members"_a, "group_chips"_a, "name"_a, "retries"_a,
+         "retry_on"_a.none(), "timeout"_a.none())
+      .def("submit_one", [](PySession& s, int kind, uint32_t callable, int32_t target, const PyTaskArgs& args) {
+        // The common case (one member, no options) without list conversions.
+        SubmitRequest req;
+        req.kind = static_cast<TaskKind>(kind);
+        req.callable = callable;
+        req.target = target;
+        req.members.push_back(rebase(args, s.engine->graph().arena()));
+        return submit(s, std::move(req));
+      }, "kind"_a, "callable"_a, "target"_a, "args"_a)
+      .def("scope_begin", [](PySession& s) { s.session->orchestrator().scope_begin(); })
+      .def("scope_end", [](PySession& s) { s.session->orchestrator().scope_end(); })
+      .def_prop_ro("scope_depth", [](PySession& s) { return s.session->orchestrator().scope_depth(); })
+      .def("drain", [](PySession& s, nb::handle timeout) {
+        int64_t ms = to_ms(timeout);
+        Session* sess = s.session;
+        nb::gil_scoped_release nogil;
+        return sess->wait_until([sess] { return sess->drained(); }, ms, check_signals);
+      }, "timeout"_a.none(), "Waits for every task of the session; False on timeout")
+      .def("take_failures", [](PySession& s) {
+        nb::list out;
+        for (auto& f : s.session->take_failures()) out.append(failure_tuple(f));
+        return out;
+      }, "The failures no drain has reported yet, as tuples")
+      .def("counters", [](PySession& s) {
+        SessionCounters c = s.session->counters();
+        nb::dict d;
+        d["submitted"] = c.submitted;
+        d["completed"] = c.completed;
+        d["failed"] = c.failed;
+        d["outstanding"] = c.outstanding;
+        return d;
+      })
+      .def_prop_ro("key", [](PySession& s) { return reinterpret_cast<uintptr_t>(s.session); },
+                   "Identifies the session while anything refers to it")
+      .def("cancel_pending", [](PySession& s, const std::string& reason, double grace) {
+        Engine& eng = *s.engine;
+        if (eng.stopped()) return;
+        nb::gil_scoped_release nogil;
+        eng.cancel_session(*s.session, reason, static_cast<int64_t>(grace * 1000), {});
+      }, "reason"_a, "grace"_a,
+         "Cancels the session's tasks that have not started; stops those still running after `grace` s")
+      .def("take_done", [](PySession& s, nb::handle timeout) {
+        int64_t ms = to_ms(timeout);
+        std::vector<TaskId> ids;
+        {
+          nb::gil_scoped_release nogil;
+          ids = s.session->take_done(ms, {});
+        }
+        return ids;
+      }, "timeout"_a.none(), "Ids of watched tasks that finished since the last call");
+}
+
+}  // namespace tierflow::py

@@ -1,0 +1,164 @@
+#include "common/distributed/session.h"
+
+#include <chrono>
+#include <limits>
+
+namespace tierflow {
+
+Session::Session(uint32_t id, std::string name, TaskGraph& graph, Orchestrator::ReadySink sink, size_t payload_limit)
+    : id_(id), name_(std::move(name)), orchestrator_(graph, *this, std::move(sink), payload_limit) {}
+
+void Session::on_submit() {
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  outstanding_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void Session::on_finish(TaskId id, const Failure* failure, std::string&& value) {
+  // The task's finished state is stored before this call. Pairs with the
+  // fence in watch(): either watch() sees the task finished, or this sees
+  // the watch.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool wanted = watching_.load(std::memory_order_relaxed) != 0;
+  if (failure != nullptr || !value.empty() || wanted) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failure != nullptr) {
+      failures_[id] = *failure;
+      unreported_.push_back(id);
+    } else if (!value.empty()) {
+      results_[id] = std::move(value);
+      results_held_.store(results_.size(), std::memory_order_relaxed);
+    }
+    if (wanted && watched_.erase(id) != 0) {
+      done_.push_back(id);
+      watching_.store(watched_.size(), std::memory_order_relaxed);
+    }
+  }
+  (failure != nullptr ? failed_ : completed_).fetch_add(1, std::memory_order_relaxed);
+  // acq_rel: a waiter that reads zero also reads the records stored above.
+  outstanding_.fetch_sub(1, std::memory_order_acq_rel);
+  notify();
+}
+
+void Session::notify() {
+  // Waiters register (seq_cst) before they check their condition, so either
+  // they see the new state or we see them and wake them.
+  if (waiters_.load(std::memory_order_seq_cst) == 0) return;
+  { std::lock_guard<std::mutex> lock(mu_); }
+  cv_.notify_all();
+}
+
+bool Session::wait_until(const std::function<bool()>& done, int64_t timeout_ms,
+                         const std::function<void()>& on_slice, int64_t slice_ms) {
+  using clock = std::chrono::steady_clock;
+  // A deadline beyond what the clock can hold is no deadline.
+  constexpr int64_t kForever = int64_t(100) * 365 * 24 * 3600 * 1000;
+  bool limited = timeout_ms >= 0 && timeout_ms < kForever;
+  auto deadline = clock::now() + std::chrono::milliseconds(limited ? timeout_ms : 0);
+  std::unique_lock<std::mutex> lock(mu_);
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  struct Leave {
+    std::atomic<int>& w;
+    ~Leave() { w.fetch_sub(1, std::memory_order_seq_cst); }
+  } leave{waiters_};
+  while (!done()) {
+    auto slice = std::chrono::milliseconds(slice_ms);
+    if (limited) {
+      auto left = deadline - clock::now();
+      if (left <= clock::duration::zero()) return false;
+      if (left < slice) slice = std::chrono::duration_cast<std::chrono::milliseconds>(left) + std::chrono::milliseconds(1);
+    }
+    cv_.wait_for(lock, slice);
+    if (on_slice && !done()) {
+      lock.unlock();
+      on_slice();
+      lock.lock();
+    }
+  }
+  return true;
+}
+
+std::vector<Failure> Session::take_failures() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Failure> out;
+  out.reserve(unreported_.size());
+  for (TaskId id : unreported_) out.push_back(failures_.at(id));
+  unreported_.clear();
+  return out;
+}
+
+std::optional<Failure> Session::failure_of(TaskId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = failures_.find(id);
+  if (it == failures_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<FailureKind> Session::failure_kind(TaskId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = failures_.find(id);
+  if (it == failures_.end()) return std::nullopt;
+  return it->second.kind;
+}
+
+bool Session::take_result(TaskId id, std::string* out) {
+  if (!may_hold_results()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = results_.find(id);
+  if (it == results_.end()) return false;
+  *out = std::move(it->second);
+  results_.erase(it);
+  results_held_.store(results_.size(), std::memory_order_relaxed);
+  return true;
+}
+
+void Session::drop_result(TaskId id) {
+  if (!may_hold_results()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (results_.erase(id) != 0) results_held_.store(results_.size(), std::memory_order_relaxed);
+}
+
+void Session::cancel_before(TaskId next_id, std::string reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancel_reason_ = std::move(reason);
+  }
+  TaskId cur = cancel_before_.load(std::memory_order_relaxed);
+  while (cur < next_id && !cancel_before_.compare_exchange_weak(cur, next_id, std::memory_order_acq_rel)) {
+  }
+}
+
+std::string Session::cancel_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancel_reason_;
+}
+
+bool Session::watch(TaskId id, const std::function<bool()>& is_finished) {
+  std::lock_guard<std::mutex> lock(mu_);
+  watching_.store(watched_.size() + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (is_finished()) {
+    watching_.store(watched_.size(), std::memory_order_relaxed);
+    return false;
+  }
+  watched_.insert(id);
+  return true;
+}
+
+std::vector<TaskId> Session::take_done(int64_t timeout_ms, const std::function<void()>& on_slice) {
+  std::vector<TaskId> out;
+  wait_until([&] { return !done_.empty(); }, timeout_ms, on_slice);
+  std::lock_guard<std::mutex> lock(mu_);
+  out.swap(done_);
+  return out;
+}
+
+SessionCounters Session::counters() const {
+  SessionCounters c;
+  c.submitted = submitted_.load(std::memory_order_relaxed);
+  c.completed = completed_.load(std::memory_order_relaxed);
+  c.failed = failed_.load(std::memory_order_relaxed);
+  c.outstanding = outstanding_.load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace tierflow

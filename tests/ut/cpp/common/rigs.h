@@ -1,0 +1,169 @@
+// Shared harness of the engine tests: TaskArgs over plain byte ranges, a
+// graph driven by hand (the test plays the scheduler), and a whole level
+// without processes — TaskGraph, one Session and a Scheduler over
+// WorkerThreads, in-process fake workers on real mailboxes.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/distributed/scheduler.h"
+#include "common/distributed/session.h"
+#include "common/distributed/worker_thread.h"
+
+namespace tierflow::test {
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int64_t kWaitMs = 300000;
+#else
+constexpr int64_t kWaitMs = 60000;
+#endif
+
+// A contiguous byte range [lo, hi) of the one allocation a graph without an
+// arena has, and how a task touches it.
+struct Acc {
+  uint64_t lo, hi;
+  AccessTag tag;
+};
+
+inline TensorDesc bytes_desc(uint64_t lo, uint64_t hi, AccessTag tag) {
+  TensorDesc d;
+  d.offset = d.lo = lo;
+  d.hi = hi;
+  d.tag = tag;
+  d.ndim = 1;
+  d.dtype = DType{1, 8};
+  d.shape[0] = static_cast<int64_t>(hi - lo);
+  d.strides[0] = 1;
+  return d;
+}
+
+// A 2-D strided view: rows x cols elements of `item` bytes, rows `pitch` bytes apart.
+inline TensorDesc view_desc(uint64_t offset, int64_t rows, int64_t cols, int64_t pitch, uint8_t item, AccessTag tag) {
+  TensorDesc d;
+  d.offset = offset;
+  d.tag = tag;
+  d.ndim = 2;
+  d.dtype = DType{1, static_cast<uint8_t>(item * 8)};
+  d.shape[0] = rows;
+  d.shape[1] = cols;
+  d.strides[0] = pitch;
+  d.strides[1] = item;
+  int64_t lo, hi;
+  d.span(&lo, &hi);
+  d.lo = offset + static_cast<uint64_t>(lo);
+  d.hi = offset + static_cast<uint64_t>(hi);
+  return d;
+}
+
+inline Scalar int_scalar(int64_t v) {
+  Scalar s;
+  s.i = v;
+  return s;
+}
+
+inline TaskArgs byte_args(std::initializer_list<Acc> acc, std::initializer_list<int64_t> scalars = {}) {
+  TaskArgs a;
+  for (auto& x : acc) a.tensors.push_back(bytes_desc(x.lo, x.hi, x.tag));
+  for (int64_t v : scalars) a.scalars.push_back(int_scalar(v));
+  return a;
+}
+
+inline Outcome ok_outcome() { return Outcome{}; }
+inline Outcome exception_outcome(const std::string& message = "ValueError: boom") {
+  Outcome o;
+  o.ok = false;
+  o.failure.kind = FailureKind::Exception;
+  o.failure.message = message;
+  o.failure.traceback = "Traceback (most recent call last):\n  File \"x.py\", line 1\n" + message + "\n";
+  return o;
+}
+
+template <class F>
+bool eventually(F cond, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() - t0 > limit) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// The graph of one session, driven by hand: tasks handed to the scheduler
+// at submit are collected in `sunk`; the test finishes tasks itself.
+struct GraphRig {
+  TaskGraph graph;
+  std::vector<SlotIndex> sunk;
+  Session session;
+
+  explicit GraphRig(uint32_t window, size_t payload = 1 << 16, std::shared_ptr<Arena> arena = nullptr)
+      : graph(window, std::move(arena)), session(0, "test", graph, [this](SlotIndex s) { sunk.push_back(s); }, payload) {}
+
+  Orchestrator& orch() { return session.orchestrator(); }
+  std::vector<SlotIndex> finish(SlotIndex s, Outcome o = ok_outcome()) {
+    std::vector<SlotIndex> ready;
+    graph.finish(s, std::move(o), &ready);
+    return ready;
+  }
+  // The outcome a scheduler gives a poisoned task.
+  Outcome not_run(SlotIndex s) const { return graph.not_run(graph.slot(s).poisoned_by.load(), ""); }
+};
+
+// A level of `subs` + `chips` WorkerThreads running `body(worker, request,
+// &error)`; one GroupBarrier per chip. The kill hook reports the worker dead
+// (a thread cannot be killed; its late completion is ignored).
+struct LevelRig {
+  using Body = std::function<bool(int worker, const Request&, std::string* error)>;
+
+  Doorbell bell;
+  TaskGraph graph;
+  std::vector<GroupBarrier> barriers;
+  std::vector<std::unique_ptr<WorkerThread>> workers;
+  std::unique_ptr<Scheduler> sched;
+  std::unique_ptr<Session> session;
+  int subs;
+
+  LevelRig(uint32_t window, int n_subs, int n_chips, Body body, std::shared_ptr<Arena> arena = nullptr)
+      : graph(window, std::move(arena)), barriers(n_chips > 0 ? n_chips : 1), subs(n_subs) {
+    std::vector<Endpoint*> sub_eps, chip_eps;
+    for (int i = 0; i < n_subs + n_chips; ++i) {
+      workers.emplace_back(new WorkerThread(bell, [body, i](const Request& r, std::string* e) { return body(i, r, e); }));
+      (i < n_subs ? sub_eps : chip_eps).push_back(&workers.back()->endpoint());
+    }
+    sched.reset(new Scheduler(graph, bell, sub_eps, chip_eps, barriers.data()));
+    Scheduler* s = sched.get();
+    int ns = n_subs;
+    sched->set_kill([s, ns](uint32_t w) {
+      bool sub = static_cast<int>(w) < ns;
+      s->report_death(sub ? TaskKind::Sub : TaskKind::Chip, sub ? w : w - ns, "killed on purpose");
+    });
+    session.reset(new Session(0, "test", graph, [s](SlotIndex slot) { s->enqueue(slot); }, kMailboxPayload));
+    sched->start();
+  }
+  // Call from the test's own destructor first if its bodies block on test state.
+  void teardown() {
+    if (!sched) return;
+    // Release any member stuck on a barrier so every body returns before the
+    // workers are told to exit.
+    for (auto& b : barriers) b.break_it();
+    drain(5000);
+    sched->stop();
+    workers.clear();
+    sched.reset();
+  }
+  ~LevelRig() { teardown(); }
+
+  Orchestrator& orch() { return session->orchestrator(); }
+  bool drain(int64_t ms = kWaitMs) {
+    return session->wait_until([this] { return session->drained(); }, ms, {});
+  }
+  TaskId submit(SubmitRequest r) { return orch().submit(std::move(r)).second; }
+};
+
+}  // namespace tierflow::test
