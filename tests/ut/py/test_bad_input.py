@@ -310,3 +310,81 @@ def test_too_many_tensors_for_the_mailbox(wk):
         args.input(a)
     with pytest.raises(ValueError, match="mailbox"):
         wk.submit_sub(wk.s, args)
+
+
+# --- refused with a clear error instead of silently accepted --------------
+
+def test_alloc_shape_must_hold_ints(wk):
+    for bad in [(3.5,), 2.0, ("4",), (np.float64(2),)]:
+        with pytest.raises(TypeError, match="shape"):
+            wk.alloc(bad)
+    assert wk.alloc((np.int64(2), 3)).shape == (2, 3)
+
+
+def test_an_impossible_alloc_is_a_memory_error_naming_the_sizes(wk):
+    with pytest.raises(MemoryError, match=r"arena of \d+ bytes") as e:
+        wk.alloc((1 << 40, 1 << 40))
+    assert isinstance(e.value, tf.ArenaExhausted)
+    assert str((1 << 40) * (1 << 40) * 4) in str(e.value)
+
+
+def test_zeros_and_full_initialise_and_alloc_defaults_to_float32(wk):
+    assert wk.alloc(3).dtype == np.float32
+    z = wk.zeros((2, 3), np.int16)
+    assert z.dtype == np.int16 and np.all(z == 0)
+    f = wk.full(4, 7.5)
+    assert f.dtype == np.float64 and np.all(f == 7.5)
+    assert wk.full(2, 3, np.int8).dtype == np.int8
+
+
+@pytest.mark.parametrize("bad", [np.complex64(1 + 2j), __import__("decimal").Decimal("1.5"),
+                                 __import__("fractions").Fraction(1, 3), np.array(3.0), np.array([1]), "3"])
+def test_scalars_that_are_not_ints_or_floats_are_refused(bad):
+    with pytest.raises(TypeError, match="int or a float"):
+        tf.TaskArgs().scalar(bad)
+
+
+@pytest.mark.timeout(60)
+def test_bools_are_the_ints_zero_and_one_inside_tasks(make_worker):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(lambda args: [args.scalar(i) for i in range(args.num_scalars)])
+    w.init()
+    got = w.submit_sub(h, tf.TaskArgs().scalar(True).scalar(np.bool_(True)).scalar(np.bool_(False))
+                       .scalar(np.float32(0.5)).scalar(np.int8(-3))).result(timeout=30)
+    assert got == [1, 1, 0, 0.5, -3]
+    assert [type(x) for x in got] == [int, int, int, float, int]
+
+
+@pytest.mark.parametrize("bad", [True, False, np.bool_(True)])
+def test_a_bool_is_not_a_chip_index(wk, bad):
+    with pytest.raises(TypeError, match="bool"):
+        wk.submit_next_level(wk.k, worker=bad)
+    with pytest.raises(TypeError, match="bool"):
+        wk.submit_group(wk.k, [tf.TaskArgs()], workers=[bad])
+
+
+def test_a_native_kernel_cannot_be_a_sub(make_worker):
+    w = make_worker(sub_workers=1)
+    kernel = tf.NativeKernel(tf.native.demo_kernels_path(), "tf_noop")
+    with pytest.raises(TypeError, match="register_kernel"):
+        w.register_sub(kernel)
+    with pytest.raises(TypeError, match="register_kernel"):
+        w.register_orch(kernel)
+
+
+@pytest.mark.timeout(60)
+def test_a_big_endian_view_is_refused_at_submit(make_worker):
+    w = make_worker(sub_workers=1)
+    w.register_sub(lambda args: None)
+    w.init()
+    a = w.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="byte order"):
+        tf.TaskArgs().input(a.view(">i4"))
+    tf.TaskArgs().input(a.view("<i4")).input(a.view("=i4")).input(w.zeros(4, ">i1"))  # native or 1-byte: fine
+
+
+@pytest.mark.parametrize("kw", [dict(window=1 << 21), dict(chips=1 << 11), dict(sub_workers=1 << 11),
+                                dict(arena_bytes=1 << 50)])
+def test_sizes_beyond_the_engine_are_value_errors(kw):
+    with pytest.raises(ValueError, match="at most"):
+        tf.Worker(level=3, **kw)

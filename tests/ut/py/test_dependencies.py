@@ -154,10 +154,11 @@ def test_partially_overlapping_slices_are_ordered(w):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("shape, views", [
     (10, lambda x: (x[0:6], x[4:10])),        # overlapping ranges
-    (10, lambda x: (x[0::2], x[1::2])),       # interleaved: each spans the other's bytes
+    (10, lambda x: (x[0::2], x[0::3])),       # strided views sharing x[0], x[6]
     (10, lambda x: (x, x[3:4])),              # whole and part
-    ((5, 2), lambda x: (x[:, 0], x[:, 1])),   # columns: spans overlap
-], ids=["overlap", "interleaved", "whole-part", "columns"])
+    ((5, 4), lambda x: (x[:, 0:2], x[1:3])),  # a column block and a row block cross
+    ((4, 4), lambda x: (x[:, 1], x.T[1])),    # the same column, through a transpose
+], ids=["overlap", "strided-shared", "whole-part", "column-row", "transpose"])
 def test_conflicting_writers_never_overlap_in_time(w, shape, views):
     x = w.share(np.zeros(shape))
     a, b = views(x)
@@ -171,6 +172,24 @@ def test_conflicting_writers_never_overlap_in_time(w, shape, views):
 
 
 # ------------------------------------------------------------- concurrency
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shape, views", [
+    (16, lambda x: (x[0::2], x[1::2])),                    # even / odd elements
+    ((6, 8), lambda x: (x[:, 0:4], x[:, 4:8])),            # column blocks: spans overlap, bytes do not
+    ((8, 8), lambda x: (x[0:4, 4:8], x[4:8, 0:4])),        # tiles of a 2-D blocking
+    ((2, 3, 4), lambda x: (x[:, :, 1], x[:, 1:, 0])),      # 3-D slices
+    ((6, 8), lambda x: (x[::-1, 0:2], x[:, 2:4])),         # a reversed view beside a column block
+], ids=["even-odd", "columns", "tiles", "3d", "reversed"])
+def test_strided_views_with_disjoint_bytes_run_concurrently(w, shape, views):
+    x = w.share(np.zeros(shape, np.float64))
+    a, b = views(x)
+    f = flags(w, 2)
+    submit(w, "rendezvous", tf.TaskArgs().output(a).no_dep(f).scalar(0).scalar(1), "chip0")
+    submit(w, "rendezvous", tf.TaskArgs().inout(b).no_dep(f).scalar(1).scalar(0), "chip1")
+    w.drain()
+    assert np.all(a == 1) and np.all(b == 2)
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("where", [("sub", "sub"), ("sub", "chip"), ("chip0", "chip1")])
 def test_disjoint_slices_of_one_allocation_run_concurrently(w, where):

@@ -64,11 +64,11 @@ def test_exception_marks_the_task_failed_with_traceback(w):
 def test_failure_fields(w):
     t = w.submit_next_level(w.h["kboom"], worker=1)
     f = t.exception(timeout=30).failures[0]
-    assert f._fields == ("task_id", "worker", "kind", "message", "traceback", "cause_task_id")
+    assert f._fields == ("task_id", "worker", "kind", "message", "traceback", "cause_task_id", "name", "attempts")
     assert f.worker == "chip 1" and f.kind == "exception"
     assert "kernel 1 divides by zero" in f.message and "ZeroDivisionError" in f.traceback
-    task_id, worker, kind, message, traceback, cause = f  # tuple-like
-    assert (task_id, worker, kind) == (t.id, "chip 1", "exception")
+    task_id, worker, kind, message, traceback, cause, name, attempts = f  # tuple-like
+    assert (task_id, worker, kind, name, attempts) == (t.id, "chip 1", "exception", t.name, 1)
     with pytest.raises(tf.TaskError):
         w.drain()
 
@@ -226,12 +226,16 @@ def wk(make_worker):
     def copy(args):
         args.tensor(1)[...] = args.tensor(0)
 
+    @wk.sub
+    def fill(args):
+        args.tensor(0)[...] = args.scalar(0)
+
     @wk.kernel
     def kboom(args, chip):
         raise RuntimeError("kernel broke")
 
     wk.init()
-    wk.h = dict(boom=boom, copy=copy, kboom=kboom)
+    wk.h = dict(boom=boom, copy=copy, fill=fill, kboom=kboom)
     return wk
 
 
@@ -283,7 +287,7 @@ def test_failures_are_reported_once_and_the_worker_stays_usable(wk):
     assert np.all(c == 1)
 
 
-def test_bytes_of_a_failed_task_poison_later_readers_until_drain(wk):
+def test_bytes_of_a_failed_task_stay_poisoned_across_drains_until_overwritten(wk):
     a, b = wk.alloc(4), wk.alloc(4)
     t = wk.submit_sub(wk.h["boom"], tf.TaskArgs().output(a).scalar(1))
     t.exception(timeout=10)
@@ -293,7 +297,13 @@ def test_bytes_of_a_failed_task_poison_later_readers_until_drain(wk):
     assert f.kind == "dependency_failed" and f.cause_task_id == t.id
     with pytest.raises(tf.TaskError):
         wk.drain()
-    a[:] = 2  # reported: the bytes are the user's again
+    # Reporting the failure does not make the bytes defined again...
+    again = wk.submit_sub(wk.h["copy"], tf.TaskArgs().input(a).output(b))
+    assert again.exception(timeout=10).failures[0].cause_task_id == t.id
+    with pytest.raises(tf.TaskError):
+        wk.drain()
+    # ...a task that overwrites them does, and what reads them afterwards runs.
+    wk.submit_sub(wk.h["fill"], tf.TaskArgs().output(a).scalar(2.0))
     wk.submit_sub(wk.h["copy"], tf.TaskArgs().input(a).output(b))
     wk.drain()
     assert np.all(b == 2)

@@ -271,3 +271,50 @@ def test_groups_and_single_chip_work_interleave(wk):
     wk.drain()
     for total, expected in xs:
         assert np.all(total == expected)
+
+
+def uneven(args, chip):
+    """Rank 0 returns at once; the others call barrier() and record how it
+    ended in tensor 0 (no_dep): 1 = broken, 3 = passed."""
+    seen = args.tensor(0)
+    if chip.group_rank == 0:
+        return
+    time.sleep(0.05)
+    try:
+        chip.barrier()
+    except RuntimeError as e:
+        seen[chip.group_rank] = 1 if "barrier broken" in str(e) else 2
+        raise
+    seen[chip.group_rank] = 3
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [2, 4])
+def test_a_member_that_returns_while_others_wait_breaks_the_barrier(worker_factory, size):
+    w = worker_factory(chips=4)
+    k = w.register_kernel(uneven)
+    w.init()
+    seen = w.zeros(size, np.int64)
+    t = w.submit_group(k, [tf.TaskArgs().no_dep(seen) for _ in range(size)])
+    err = t.exception(timeout=30)  # a hang would be a TimeoutError
+    assert err is not None and err.failures[0].kind == "exception"
+    assert "barrier broken" in err.failures[0].message
+    assert isinstance(err.__cause__, tf.BarrierBroken) and isinstance(err.__cause__, RuntimeError)
+    assert list(seen[1:]) == [1] * (size - 1)
+    with pytest.raises(tf.TaskError):
+        w.drain(timeout=30)
+    # The chips serve the next group (one member: no barrier to break).
+    good = w.submit_group(k, [tf.TaskArgs().no_dep(w.zeros(1, np.int64))])
+    good.wait(timeout=30)
+    w.close()  # returns: nothing hangs
+
+
+@pytest.mark.timeout(60)
+def test_members_that_all_pass_their_barriers_before_returning_complete(w):
+    """A member leaving right after the last round breaks the barrier; no
+    member that passed that round may read it as broken."""
+    for _ in range(20):
+        args, partials, results, info, expected = allreduce_args(w, 4)
+        w.submit_group(w.h["allreduce"], args)
+        w.drain(timeout=60)
+        assert np.all(results == expected)

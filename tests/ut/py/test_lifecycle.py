@@ -270,10 +270,13 @@ def test_every_call_after_close_raises_worker_closed():
     wk.close()  # idempotent
     for call in (lambda: wk.submit_sub(h), lambda: wk.submit_next_level(k), lambda: wk.submit_group(k, [tf.TaskArgs()]),
                  lambda: wk.drain(), lambda: wk.run(lambda o, a: None), lambda: wk.alloc(4), lambda: wk.share([1]),
-                 lambda: wk.register_sub(noop), lambda: wk.init(), lambda: wk.stats(), lambda: t.state,
-                 lambda: t.wait(), lambda: wk.scope().__enter__()):
+                 lambda: wk.register_sub(noop), lambda: wk.init(), lambda: wk.stats(),
+                 lambda: wk.scope().__enter__()):
         with pytest.raises(tf.WorkerClosed):
             call()
+    # A Task stays queryable after its Worker closed.
+    assert t.state == "consumed" and t.done() and t.result() is None
+    t.wait()
 
 
 def test_registering_after_init_raises_worker_state_error(make_worker):

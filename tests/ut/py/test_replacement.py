@@ -165,3 +165,20 @@ def test_losing_the_fork_server_fails_work_instead_of_hanging():
         assert all(f.kind == "worker_died" for f in e.value.failures)
         # PR_SET_PDEATHSIG killed the children when the server died.
         assert wait_for(lambda: not any(process_running(p) for p in pids), timeout=2)
+
+
+@pytest.mark.timeout(90)
+def test_crashing_tasks_never_shrink_the_pool(worker):
+    """Deaths caused by tasks do not count toward giving up on a worker:
+    only a process that dies before it takes its first task does."""
+    before = worker.pids()
+    for i in range(8):  # more than the crash-loop limit, all on chip 0
+        t = worker.submit_next_level(worker.handles["die"], worker=0)
+        assert t.exception(timeout=30).failures[0].kind == "worker_died"
+    assert wait_for(lambda: worker.stats()["alive"]["chip 0"], timeout=20)
+    out = worker.alloc(1, np.int64)
+    worker.submit_next_level(worker.handles["fill"], tf.TaskArgs().output(out), worker=0).wait(timeout=30)
+    assert out[0] == 1
+    assert worker.pids().keys() == before.keys()
+    with pytest.raises(tf.TaskError):
+        worker.drain()

@@ -97,13 +97,13 @@ def test_every_call_after_close_raises_worker_closed():
         "register_kernel": lambda: w.register_kernel(knap),
         "stats": lambda: w.stats(),
         "pids": lambda: w.pids(),
-        "task.state": lambda: t.state,
-        "task.wait": lambda: t.wait(),
-        "task.done": lambda: t.done(),
     }
     for name, call in calls.items():
         with pytest.raises(tf.WorkerClosed):
             call()
+    # Its tasks stay queryable (contract section 4).
+    assert (t.state, t.done(), t.running(), t.cancelled()) == ("consumed", True, False, False)
+    assert t.result(timeout=0) is None and t.exception() is None
     assert issubclass(tf.WorkerClosed, RuntimeError)
     w.close()  # idempotent
 
