@@ -1,5 +1,5 @@
-"""W1-W4 (../shared/bench/WORKLOADS.md) on tierflow: 2 Python sub-workers,
-or 2 chips running the native demo kernels."""
+"""W1-W4 and W4c (see benchmarks/WORKLOADS.md) on tierflow: 2 Python
+sub-workers, or 2 chips running the native demo kernels."""
 import time
 
 import numpy as np
@@ -116,4 +116,22 @@ class TierflowBench:
         self.w.drain()
         dt = time.perf_counter() - t0
         assert int(bufs[:, 3].sum()) == 3 * n * (n - 1) // 2 + n  # 37,497,500 for n = 5000
+        return 4 * n / dt
+
+    def w4c(self, n=5000):
+        """W4 where diamond i's four tensors are the columns 4i..4i+3 of ONE
+        int64[2, 4n] matrix: strided views whose spans all overlap and whose
+        bytes never do, so every diamond is independent as in W4."""
+        m = self.w.alloc((2, 4 * n), np.int64)
+        h, submit = self.h, self.submit
+        t0 = time.perf_counter()
+        for i in range(n):
+            a, b, c, d = m[:, 4 * i], m[:, 4 * i + 1], m[:, 4 * i + 2], m[:, 4 * i + 3]
+            submit(h["set"], tf.TaskArgs().output(a).scalar(i))
+            submit(h["axpb"], tf.TaskArgs().input(a).output(b).scalar(1).scalar(1))
+            submit(h["axpb"], tf.TaskArgs().input(a).output(c).scalar(2).scalar(0))
+            submit(h["add2"], tf.TaskArgs().input(b).input(c).output(d))
+        self.w.drain()
+        dt = time.perf_counter() - t0
+        assert int(m[0, 3::4].sum()) == 3 * n * (n - 1) // 2 + n
         return 4 * n / dt

@@ -2,7 +2,7 @@
 
     pip install . matplotlib && python benchmarks/run.py [--reps 5] [--quick]
 
-Runs W1-W4 of ../shared/bench/WORKLOADS.md on tierflow (2 Python
+Runs W1-W4 and W4c of benchmarks/WORKLOADS.md on tierflow (2 Python
 sub-workers; 2 chips with native kernels) and on ProcessPoolExecutor(2),
 measures the machine's limits in the same run (futex round trip in C and in
 Python, single-process numpy for W3), the Python submit cost and the engine's
@@ -27,8 +27,8 @@ from bench_tierflow import TierflowBench  # noqa: E402
 import limits  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-UNITS = {"w1": "tasks/s", "w2": "us/hop", "w3": "s", "w4": "tasks/s"}
-HIGHER_IS_BETTER = {"w1": True, "w2": False, "w3": False, "w4": True}
+UNITS = {"w1": "tasks/s", "w2": "us/hop", "w3": "s", "w4": "tasks/s", "w4c": "tasks/s"}
+HIGHER_IS_BETTER = {"w1": True, "w2": False, "w3": False, "w4": True, "w4c": True}
 
 
 def measure(fn, reps, quick_args=None):
@@ -82,14 +82,16 @@ def bytes_per_live_task(window=65536):
 def run(reps, quick):
     res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "platform": platform.platform()}, "reps": reps, "workloads": {}}
-    q = {"w1": {"n": 500}, "w2": {"n": 100}, "w3": {"k": 4}, "w4": {"n": 200}}
+    q = {"w1": {"n": 500}, "w2": {"n": 100}, "w3": {"k": 4}, "w4": {"n": 200}, "w4c": {"n": 200}}
     systems = [("tierflow-sub", lambda: TierflowBench("sub")), ("tierflow-chip", lambda: TierflowBench("chip")),
                ("processpool", PeerBench)]
     for name, make in systems:
         bench = make()
         try:
-            for wl in ("w1", "w2", "w3", "w4"):
-                fn = getattr(bench, wl)
+            for wl in ("w1", "w2", "w3", "w4", "w4c"):
+                fn = getattr(bench, wl, None)
+                if fn is None:  # a peer without shared tensors has no W4c
+                    continue
                 if quick:
                     res["workloads"].setdefault(wl, {})[name] = measure(lambda fn=fn, kw=q[wl]: fn(**kw), reps)
                 else:
@@ -118,6 +120,8 @@ def ratios(res):
         out[f"w2 {sysname}: processpool hop / tierflow hop (x faster)"] = m(wl["w2"]["processpool"]) / m(wl["w2"][sysname])
         out[f"w3 {sysname}: processpool time / tierflow time (x faster)"] = m(wl["w3"]["processpool"]) / m(wl["w3"][sysname])
         out[f"w3 {sysname} / numpy single process (x slower)"] = m(wl["w3"][sysname]) / m(lim["w3_numpy_single_process_s"])
+        out[f"w4c {sysname} / w4 {sysname} (columns of one matrix vs separate buffers)"] = (
+            m(wl["w4c"][sysname]) / m(wl["w4"][sysname]))
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -134,13 +138,15 @@ TARGETS = {
     "w3 tierflow-chip / numpy single process (x slower)": ("<=", 1.5),
     "w2 tierflow-chip hop / C futex round trip": ("<=", 1.5),
     "w2 tierflow-sub hop / C futex round trip": ("<=", 2.5),
+    "w4c tierflow-sub / w4 tierflow-sub (columns of one matrix vs separate buffers)": (">=", 0.5),
+    "w4c tierflow-chip / w4 tierflow-chip (columns of one matrix vs separate buffers)": (">=", 0.5),
 }
 
 
 def table(res, rat):
     lines = ["| workload | tierflow-sub | tierflow-chip | processpool | unit |", "|---|---|---|---|---|"]
     for w, d in res["workloads"].items():
-        cells = [f"{d[s]['median']:.4g} ({d[s]['min']:.3g}-{d[s]['max']:.3g})"
+        cells = [f"{d[s]['median']:.4g} ({d[s]['min']:.3g}-{d[s]['max']:.3g})" if s in d else "n/a"
                  for s in ("tierflow-sub", "tierflow-chip", "processpool")]
         lines.append(f"| {w.upper()} | " + " | ".join(cells) + f" | {UNITS[w]} |")
     lim = res["limits"]
@@ -166,10 +172,11 @@ def chart(res, path):
     except ImportError:
         print("matplotlib is not installed: no chart (pip install matplotlib)")
         return False
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, len(res["workloads"]), figsize=(4 * len(res["workloads"]), 4))
     systems = ["tierflow-sub", "tierflow-chip", "processpool"]
     for ax, (w, d) in zip(axes, res["workloads"].items()):
-        names, vals = list(systems), [d[s]["median"] for s in systems]
+        names = [s for s in systems if s in d]
+        vals = [d[s]["median"] for s in names]
         if w == "w2":
             names.append("C futex RT")
             vals.append(res["limits"]["futex_roundtrip_c_us"]["median"])

@@ -19,7 +19,9 @@ static int64_t contiguous_count(const tf_tensor* t) {
   return n;
 }
 
-static int check(const tf_chip* chip, const tf_args* a, int tensors, int code, int bits) {
+/* Checks the tensor count and dtype, and (when `contiguous`) that every
+   tensor is C-contiguous. */
+static int check_tensors(const tf_chip* chip, const tf_args* a, int tensors, int code, int bits, int contiguous) {
   if (a->num_tensors < tensors) {
     chip->set_error(chip, "too few tensors");
     return 22;
@@ -29,12 +31,16 @@ static int check(const tf_chip* chip, const tf_args* a, int tensors, int code, i
       chip->set_error(chip, "unexpected dtype");
       return 22;
     }
-    if (contiguous_count(&a->tensors[i]) < 0) {
+    if (contiguous && contiguous_count(&a->tensors[i]) < 0) {
       chip->set_error(chip, "tensor is not contiguous");
       return 22;
     }
   }
   return 0;
+}
+
+static int check(const tf_chip* chip, const tf_args* a, int tensors, int code, int bits) {
+  return check_tensors(chip, a, tensors, code, bits, 1);
 }
 
 int tf_noop(const tf_args* args, const tf_chip* chip) {
@@ -79,23 +85,24 @@ int tf_sum_f32(const tf_args* a, const tf_chip* chip) {
   return 0;
 }
 
-/* W4 diamond steps on one-element int64 tensors. */
+/* W4 diamond steps on element 0 of int64 tensors (any strides: W4c passes
+   columns of one matrix). */
 int tf_set_i64(const tf_args* a, const tf_chip* chip) { /* out = s0 */
-  int rc = check(chip, a, 1, TF_INT, 64);
+  int rc = check_tensors(chip, a, 1, TF_INT, 64, 0);
   if (rc) return rc;
   *(int64_t*)a->tensors[0].data = a->scalars[0].i;
   return 0;
 }
 
 int tf_axpb_i64(const tf_args* a, const tf_chip* chip) { /* out = in * s0 + s1 */
-  int rc = check(chip, a, 2, TF_INT, 64);
+  int rc = check_tensors(chip, a, 2, TF_INT, 64, 0);
   if (rc) return rc;
   *(int64_t*)a->tensors[1].data = *(const int64_t*)a->tensors[0].data * a->scalars[0].i + a->scalars[1].i;
   return 0;
 }
 
 int tf_add2_i64(const tf_args* a, const tf_chip* chip) { /* out = in0 + in1 */
-  int rc = check(chip, a, 3, TF_INT, 64);
+  int rc = check_tensors(chip, a, 3, TF_INT, 64, 0);
   if (rc) return rc;
   *(int64_t*)a->tensors[2].data = *(const int64_t*)a->tensors[0].data + *(const int64_t*)a->tensors[1].data;
   return 0;

@@ -91,8 +91,16 @@ void bind_task(nb::module_& m) {
         return nb::bytes(v.data(), v.size());
       }, "The pickled return value, once (None: the task returned None)")
       .def("_cancel", [](const PyTask& t) {
-        if (!t.engine->graph().cancel(t.slot, t.id)) return false;
+        TaskGraph& g = t.engine->graph();
+        if (!g.cancel(t.slot, t.id)) return false;
         t.engine->scheduler().cancelled(t.slot, t.id);
+        // The scheduler finishes it at its next pass (even while producers
+        // still run); waiting for that makes done() and cancelled() true as
+        // soon as cancel() returns, as for a concurrent.futures.Future.
+        SlotIndex slot = t.slot;
+        TaskId id = t.id;
+        nb::gil_scoped_release nogil;
+        t.session->wait_until([&g, slot, id] { return g.task_finished(slot, id); }, 5000, {});
         return true;
       })
       .def("_watch", [](const PyTask& t) {

@@ -10,6 +10,8 @@ the report path cannot kill it.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
+import gc
 import io
 import os
 import pickle
@@ -167,9 +169,13 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
     code = 0
     try:
         die_with_parent(parent_pid)
+        gc.enable()  # off in the fork server; tasks run with the usual collector
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops its children itself
         close_fds_except([pipe_w] if pipe_w >= 0 else [])
         _redirect_output(output, f"{kind} {index}", pipe_w)
+        # A crash in native code leaves the Python stack of the crash in the
+        # child's output (its death is reported as worker_died regardless).
+        faulthandler.enable(file=sys.stderr)
         port = _core.ChildPort(region, arena, mailbox, index if kind == "chip" else -1)
         limit = _core.ChildPort.max_value_bytes
         for i, fn in enumerate(callables):

@@ -26,6 +26,7 @@ exit).
 """
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -143,6 +144,9 @@ class _Server:
 def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, arena, output: str) -> None:
     code = 0
     try:
+        # Objects inherited from the parent are never finalized here: their
+        # finalizers could take locks another parent thread held at the fork.
+        gc.disable()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         parent_pidfd = os.pidfd_open(parent_pid)
         if os.getppid() != parent_pid:  # the parent died before we could watch it

@@ -61,6 +61,18 @@ bool canonicalise(int64_t base, Dim* dims, int nd, int64_t run, Footprint* out) 
 
 Footprint Footprint::of(const TensorDesc& d) {
   assert(d.ndim <= kMaxDims);
+  // Fast path, the common case: a C-contiguous view is one dense range.
+  {
+    int64_t expect = d.dtype.itemsize(), n = 1;
+    bool dense = true;
+    for (int i = d.ndim - 1; i >= 0 && dense; --i) {
+      if (d.shape[i] == 0) return range(d.offset, d.offset);
+      dense = d.shape[i] == 1 || d.strides[i] == expect;
+      expect *= d.shape[i];
+      n *= d.shape[i];
+    }
+    if (dense) return range(d.offset, d.offset + static_cast<uint64_t>(n) * d.dtype.itemsize());
+  }
   detail::Dim dims[kMaxDims];
   int64_t base = static_cast<int64_t>(d.offset);
   for (int i = 0; i < d.ndim; ++i) {

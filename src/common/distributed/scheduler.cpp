@@ -357,20 +357,20 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
     if (w.member == 0) t.value = std::move(r.value);
   } else {
     FailureKind kind = !died ? FailureKind::Exception : killed ? w.kill_kind : FailureKind::WorkerDied;
-    if (!t.member_failed || rank(kind, r.types) > rank(t.failure.kind, t.types)) {
-      bool first = !t.member_failed;
-      t.member_failed = true;
-      Failure& f = t.failure;
+    bool first = !t.failed;
+    if (first || rank(kind, r.types) > rank(t.failed->failure.kind, t.failed->types)) {
+      if (first) t.failed.reset(new TaskSlot::AttemptFailure());
+      Failure& f = t.failed->failure;
       f = Failure{};
       f.worker = w.name;
       f.kind = kind;
       f.attempts = t.attempts;
-      t.types.clear();
+      t.failed->types.clear();
       if (!died) {
         f.message = std::move(r.message);
         f.traceback = std::move(r.traceback);
         f.exception = std::move(r.exception);
-        t.types = std::move(r.types);
+        t.failed->types = std::move(r.types);
       } else {
         f.message = killed ? w.kill_reason : why;
       }
@@ -389,13 +389,14 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
   if (t.kind == TaskKind::Group)
     for (auto& other : workers_)
       if (other.reserved_by == static_cast<int64_t>(s)) other.reserved_by = -1;
-  if (t.member_failed && t.retries_left > 0 && !is_cancelled(t)) {
-    bool retry = t.failure.kind == FailureKind::WorkerDied ||
-                 (t.failure.kind == FailureKind::Exception && t.retry_on && retry_matches(t.types, *t.retry_on));
+  if (t.failed && t.retries_left > 0 && !is_cancelled(t)) {
+    FailureKind k = t.failed->failure.kind;
+    bool retry = k == FailureKind::WorkerDied ||
+                 (k == FailureKind::Exception && t.retry_on && retry_matches(t.failed->types, *t.retry_on));
     if (retry) {
       --t.retries_left;
       t.members_done = 0;
-      t.member_failed = false;
+      t.failed.reset();
       t.value.clear();
       retried_.fetch_add(1, std::memory_order_relaxed);
       route(s);
@@ -403,11 +404,13 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
     }
   }
   Outcome o;
-  o.ok = !t.member_failed;
-  if (o.ok)
+  o.ok = !t.failed;
+  if (o.ok) {
     o.value = std::move(t.value);
-  else
-    o.failure = std::move(t.failure);
+  } else {
+    o.failure = std::move(t.failed->failure);
+    t.failed.reset();
+  }
   finish(s, std::move(o));
 }
 

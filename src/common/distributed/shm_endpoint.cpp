@@ -38,8 +38,10 @@ void ShmEndpoint::stop() { publish(kExit); }
 
 void ShmEndpoint::reset() {
   // The old child is dead and the new one is forked only after this returns
-  // (the spawn request is sent afterwards), so plain stores suffice.
-  box_.child_waiting.store(0, std::memory_order_relaxed);
+  // (the spawn request is sent afterwards), so a plain store suffices.
+  // `child_waiting` is left as the old child left it: a stale 1 costs one
+  // futex wake that finds no sleeper, while clearing it under a worker that
+  // is in fact still waiting would lose its next wake-up.
   box_.state.store(kIdle, std::memory_order_release);
 }
 

@@ -30,7 +30,7 @@ TaskId TaskGraph::begin(SlotIndex s, Session* session, bool in_scope) {
   t.attempts = 0;
   t.retries_left = t.retries;
   t.running_on.clear();
-  t.member_failed = false;
+  t.failed.reset();
   t.value.clear();
   {
     std::lock_guard<std::mutex> lock(t.mu);

@@ -59,6 +59,14 @@ size_t utf8_boundary_after(const char* s, size_t n, size_t from) {
   return i;
 }
 
+TaskResult TaskResult::from_traceback(const std::string& traceback) {
+  size_t end = traceback.find_last_not_of(" \n\r\t");
+  if (end == std::string::npos) return failure(traceback, traceback);
+  size_t start = traceback.rfind('\n', end);
+  start = start == std::string::npos ? 0 : start + 1;
+  return failure(traceback.substr(start, end + 1 - start), traceback);
+}
+
 size_t TaskResult::encode(char* buf, size_t cap) const {
   if (ok) {
     size_t n = std::min(value.size(), cap);

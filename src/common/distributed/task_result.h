@@ -27,6 +27,9 @@ struct TaskResult {
     r.traceback = std::move(traceback);
     return r;
   }
+  // A failure from a Python traceback text: its last line ("Type: message")
+  // is the message.
+  static TaskResult from_traceback(const std::string& traceback);
   // Writes the payload (value bytes, or the failure record) into buf; never
   // more than cap bytes. Returns the bytes written.
   size_t encode(char* buf, size_t cap) const;

@@ -79,10 +79,14 @@ struct TaskSlot {
   uint32_t attempts = 0;
   uint32_t retries_left = 0;
   std::vector<uint32_t> running_on;  // worker index per member while running
-  bool member_failed = false;
-  Failure failure;       // the first (most telling) member failure of this attempt
-  std::string types;     // its exception class names, for retry_on
-  std::string value;     // the pickled return value (of member 0)
+  // The most telling member failure of this attempt, with its exception
+  // class names (for retry_on); allocated only when a member fails.
+  struct AttemptFailure {
+    Failure failure;
+    std::string types;
+  };
+  std::unique_ptr<AttemptFailure> failed;
+  std::string value;  // the pickled return value (of member 0)
 };
 
 }  // namespace tierflow

@@ -17,7 +17,10 @@ class WorkerThread {
   // Runs `fn(request, &error)`; returning false fails the task with `error`
   // as its traceback (its last line as the message).
   using Body = std::function<bool(const Request&, std::string*)>;
+  // Returns the whole report (value, or failure with class names, ...).
+  using ResultBody = std::function<TaskResult(const Request&)>;
   WorkerThread(Doorbell& bell, Body body);
+  WorkerThread(Doorbell& bell, ResultBody body);
   ~WorkerThread();  // asks the loop to exit and joins it
   Endpoint& endpoint() { return endpoint_; }
 
@@ -25,7 +28,7 @@ class WorkerThread {
   std::unique_ptr<Mailbox> box_;
   ShmEndpoint endpoint_;
   ChildPort port_;
-  Body body_;
+  ResultBody body_;
   std::thread thread_;
 };
 

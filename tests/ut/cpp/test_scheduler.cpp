@@ -319,3 +319,131 @@ TEST(Scheduler, ChainOfTenThousandFailsFromItsHeadWithoutRecursion) {
   }
   EXPECT_EQ(r.session.take_failures().size(), size_t(kChain));
 }
+
+// --- watchdogs, retries, cancellation, crash-loop accounting --------------
+
+TEST(Scheduler, ATaskPastItsTimeoutHasItsWorkerKilledAndFailsAsTimeout) {
+  Rig r(16);
+  SubmitRequest req;
+  req.kind = TaskKind::Chip;
+  req.callable = kGate;
+  req.target = 2;
+  req.timeout_ms = 100;
+  req.members.push_back(byte_args({}, {1}));
+  TaskId t = r.level.submit(std::move(req));
+  ASSERT_TRUE(r.drain(20000)) << "the watchdog never fired";
+  auto f = r.failure(t);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->kind, FailureKind::Timeout);
+  EXPECT_EQ(f->worker, "chip 2");
+  EXPECT_NE(f->message.find("timeout of 0.1 s"), std::string::npos) << f->message;
+  EXPECT_FALSE(r.sched->worker_stats()[kSubs + 2].alive) << "the kill hook reported it dead";
+  r.gate = true;
+}
+
+TEST(Scheduler, ExceptionsAreRetriedOnlyWhenTheirClassIsListed) {
+  std::atomic<int> calls{0};
+  LevelRig level(8, 1, 0, LevelRig::ResultBody([&](int, const Request& req) {
+    ++calls;
+    if (calls.load() > req.args.scalars[0].i) return TaskResult{};
+    TaskResult r = TaskResult::failure("ValueError: flaky", "Traceback\nValueError: flaky\n");
+    r.types = "builtins.ValueError|builtins.Exception|builtins.BaseException";
+    return r;
+  }));
+  auto submit = [&](int64_t fails, uint32_t retries, std::vector<std::string> retry_on) {
+    calls = 0;
+    SubmitRequest req;
+    req.kind = TaskKind::Sub;
+    req.retries = retries;
+    if (!retry_on.empty()) req.retry_on = std::make_shared<const std::vector<std::string>>(retry_on);
+    req.members.push_back(byte_args({}, {fails}));
+    TaskId t = level.submit(std::move(req));
+    EXPECT_TRUE(level.drain());
+    return level.session->failure_of(t);
+  };
+  EXPECT_FALSE(submit(2, 3, {"builtins.Exception"}).has_value()) << "two failures, then success";
+  EXPECT_EQ(calls.load(), 3);
+  auto f = submit(5, 2, {"builtins.ValueError"});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->attempts, 3u) << "the budget is retries + 1 runs";
+  f = submit(1, 3, {"builtins.KeyError"});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->attempts, 1u) << "a ValueError is not a KeyError: no retry";
+  f = submit(1, 3, {});
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->attempts, 1u) << "without retry_on, exceptions are never retried";
+  EXPECT_EQ(level.sched->retried(), 4u);
+}
+
+TEST(Scheduler, CancellingAQueuedTaskFailsItAtOnceAndItNeverRuns) {
+  Rig r(64);
+  TaskId gated = r.submit(TaskKind::Chip, kGate, 1, {}, 0);
+  ASSERT_TRUE(r.until([&] { return r.gate_entered.load(); }));
+  SubmitRequest req;
+  req.kind = TaskKind::Chip;
+  req.callable = kOk;
+  req.target = 0;
+  req.members.push_back(byte_args({{0, 8, AccessTag::Output}}, {2}));
+  auto queued = r.level.orch().submit(std::move(req));
+  TaskId reader = r.submit(TaskKind::Sub, kOk, 3, {{0, 8, AccessTag::Input}});
+  ASSERT_TRUE(r.graph.cancel(queued.first, queued.second));
+  r.sched->cancelled(queued.first, queued.second);
+  ASSERT_TRUE(r.until([&] { return r.failure(reader).has_value(); }));
+  EXPECT_EQ(r.failure(queued.second)->kind, FailureKind::Cancelled);
+  EXPECT_EQ(r.failure(reader)->kind, FailureKind::Cancelled);
+  EXPECT_EQ(r.failure(reader)->cause, queued.second);
+  r.gate = true;
+  ASSERT_TRUE(r.drain());
+  EXPECT_TRUE(r.ran(2).empty());
+  EXPECT_TRUE(r.ran(3).empty());
+  EXPECT_FALSE(r.failure(gated).has_value());
+}
+
+TEST(Scheduler, ASessionCancelFailsQueuedAndPendingWorkAndStopsRunningWork) {
+  Rig r(256);
+  TaskId running = r.submit(TaskKind::Chip, kGate, 1, {{0, 8, AccessTag::Output}}, 1);
+  ASSERT_TRUE(r.until([&] { return r.gate_entered.load(); }));
+  std::vector<TaskId> later;
+  for (int i = 0; i < 50; ++i) later.push_back(r.submit(TaskKind::Chip, kOk, 100 + i, {{0, 8, AccessTag::InOut}}));
+  for (int i = 0; i < 50; ++i) later.push_back(r.submit(TaskKind::Chip, kOk, 200 + i, {}, 1));
+  r.session.cancel_before(r.graph.next_id(), "interrupted");
+  r.sched->sweep_cancelled(true);  // also stop what runs
+  ASSERT_TRUE(r.drain(20000));
+  EXPECT_EQ(r.failure(running)->kind, FailureKind::Cancelled);
+  EXPECT_NE(r.failure(running)->message.find("interrupted"), std::string::npos);
+  for (TaskId t : later) EXPECT_EQ(r.failure(t)->kind, FailureKind::Cancelled) << t;
+  EXPECT_EQ(r.bodies.load(), 1);
+  // Later submits are not cancelled.
+  TaskId fresh = r.submit(TaskKind::Sub, kOk, 999);
+  ASSERT_TRUE(r.drain());
+  EXPECT_FALSE(r.failure(fresh).has_value());
+  r.gate = true;
+}
+
+TEST(Scheduler, DeathsOfWorkersThatRanTasksNeverExhaustReplacement) {
+  Rig r(16);
+  std::atomic<int> respawns{0};
+  // Installed before any death; start() already ran, but the hook is read on
+  // the scheduler thread only at a death, after this store (the death is
+  // reported through the inbox mutex).
+  r.sched->set_respawn([&](uint32_t w) {
+    respawns.fetch_add(1);
+    r.sched->report_birth(TaskKind::Chip, w - kSubs);
+  });
+  for (int i = 0; i < 8; ++i) {
+    TaskId t = r.submit(TaskKind::Chip, kOk, i, {}, 0);
+    ASSERT_TRUE(r.drain());
+    ASSERT_FALSE(r.failure(t).has_value());
+    r.sched->report_death(TaskKind::Chip, 0, "chip 0 died");
+    ASSERT_TRUE(r.until([&] { return respawns.load() == i + 1; }));
+  }
+  // Now deaths before any task: these count, and replacement stops after 5.
+  for (int i = 0; i < 8; ++i) {
+    if (i <= 5) ASSERT_TRUE(r.until([&] { return r.sched->worker_stats()[kSubs].alive; }));
+    r.sched->report_death(TaskKind::Chip, 0, "chip 0 died at start");
+    ASSERT_TRUE(r.until([&] { return !r.sched->worker_stats()[kSubs].alive || respawns.load() > 8 + i; }));
+  }
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(respawns.load(), 8 + 5);
+  EXPECT_FALSE(r.sched->worker_stats()[kSubs].alive);
+}

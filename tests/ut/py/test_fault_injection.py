@@ -58,8 +58,11 @@ def body(args):
 
 
 @pytest.fixture(scope="module")
-def worker():
-    w = tf.Worker(level=3, chips=2, sub_workers=2, window=64)
+def worker(tmp_path_factory):
+    # The children's crash reports (faulthandler dumps of the injected
+    # segfaults) go to log files, not into the test output.
+    logs = tmp_path_factory.mktemp("fault-injection-logs")
+    w = tf.Worker(level=3, chips=2, sub_workers=2, window=64, output=str(logs))
     sub = w.register_sub(body)
     kern = w.register_kernel(lambda args, chip: body(args))
     w.init()

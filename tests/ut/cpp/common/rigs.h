@@ -129,11 +129,22 @@ struct LevelRig {
   std::unique_ptr<Session> session;
   int subs;
 
+  using ResultBody = std::function<TaskResult(int worker, const Request&)>;
+
   LevelRig(uint32_t window, int n_subs, int n_chips, Body body, std::shared_ptr<Arena> arena = nullptr)
+      : LevelRig(window, n_subs, n_chips,
+                 ResultBody([body](int w, const Request& r) {
+                   std::string err;
+                   return body(w, r, &err) ? TaskResult{} : TaskResult::from_traceback(err);
+                 }),
+                 std::move(arena)) {}
+
+  LevelRig(uint32_t window, int n_subs, int n_chips, ResultBody body, std::shared_ptr<Arena> arena = nullptr)
       : graph(window, std::move(arena)), barriers(n_chips > 0 ? n_chips : 1), subs(n_subs) {
     std::vector<Endpoint*> sub_eps, chip_eps;
     for (int i = 0; i < n_subs + n_chips; ++i) {
-      workers.emplace_back(new WorkerThread(bell, [body, i](const Request& r, std::string* e) { return body(i, r, e); }));
+      workers.emplace_back(
+          new WorkerThread(bell, WorkerThread::ResultBody([body, i](const Request& r) { return body(i, r); })));
       (i < n_subs ? sub_eps : chip_eps).push_back(&workers.back()->endpoint());
     }
     sched.reset(new Scheduler(graph, bell, sub_eps, chip_eps, barriers.data()));
