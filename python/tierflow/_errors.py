@@ -84,8 +84,9 @@ def _cause(f: Failure, pickled: Optional[bytes]) -> Optional[BaseException]:
         if isinstance(exc, BaseException):
             exc.__cause__ = remote
             return exc
-    if f.message.startswith("NativeKernelError:"):
-        exc = NativeKernelError(f.message[len("NativeKernelError:"):].strip())
+    # A native kernel's report (its own, or the root's that a dependent carries).
+    if f.traceback.startswith("NativeKernelError:"):
+        exc = NativeKernelError(f.traceback.strip().split("\n")[-1][len("NativeKernelError:"):].strip())
         exc.__cause__ = remote
         return exc
     return remote

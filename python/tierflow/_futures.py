@@ -66,17 +66,19 @@ def add_done_callback(task, fn: Callable) -> None:
 
 def _deliver(d: _Dispatcher, session) -> None:
     while True:
-        ids = session.take_done(0.5)
         with _lock:
-            ready = [d.pending.pop(i) for i in ids if i in d.pending]
-            if not ready and not d.pending:
+            if not d.pending:  # nothing left to wait for: leave at once
                 d.thread = None
                 if _dispatchers.get(d.key) is d:
                     del _dispatchers[d.key]
                 return
+        ids = session.take_done(0.5)
+        with _lock:
+            ready = [d.pending.pop(i) for i in ids if i in d.pending]
         for task, fns in ready:
             for fn in fns:
                 _call(fn, task)
+        del ready
 
 
 def _deadline(timeout: Optional[float]) -> Optional[float]:
@@ -100,9 +102,14 @@ def as_completed(tasks: Iterable, timeout: Optional[float] = None) -> Iterator:
         if left is not None and left <= 0:
             raise TimeoutError(f"{len(todo)} (of the) task(s) did not finish within {timeout} s")
         try:
-            t = finished.get(timeout=left)
+            t = finished.get(timeout=0.1 if left is None else min(left, 0.1))
         except queue.Empty:
             continue
+        except KeyboardInterrupt:  # as in drain(): cancel what has not started
+            from ._task import interrupted
+            for session in {x._session.key: x._session for x in todo}.values():
+                interrupted(session)
+            raise
         if t in todo:
             todo.discard(t)
             yield t

@@ -66,7 +66,7 @@ class Orchestrator:
     methods are its default Orchestrator's).
 
     Every submit takes the keyword options ``name`` (shown in failures and
-    stats; default the callable's name), ``retries`` (re-runs after the
+    in the Task's repr; default the callable's name), ``retries`` (re-runs after the
     worker died, or after an exception listed in ``retry_on``), ``retry_on``
     (exception classes to retry, or True for any Exception) and ``timeout``
     (seconds of running time; past it the worker is killed and replaced and
@@ -129,7 +129,12 @@ class Orchestrator:
                 options) -> Task:
         name, retries, retry_on, timeout = check_options(*options)
         session = self._worker._submit_session(self)
-        return session.submit(kind, handle.index, target, members, list(chips), name, retries, retry_on, timeout)
+        try:
+            return session.submit(kind, handle.index, target, members, list(chips), name, retries, retry_on,
+                                  timeout)
+        except KeyboardInterrupt:  # blocked on a full window
+            interrupted(session)
+            raise
 
     # -- submitting -----------------------------------------------------
     def submit_sub(self, handle: SubHandle, args: Optional[TaskArgs] = None, *, name: Optional[str] = None,
@@ -142,7 +147,11 @@ class Orchestrator:
         if (core is not None and type(handle) is SubHandle and handle._owner is self._worker
                 and type(args) is TaskArgs and name is None and not retries and not retry_on and timeout is None
                 and self._worker._subs):
-            return core.submit_one(_SUB, handle.index, -1, args)
+            try:
+                return core.submit_one(_SUB, handle.index, -1, args)
+            except KeyboardInterrupt:  # blocked on a full window
+                interrupted(core)
+                raise
         self._check_handle(handle, SubHandle, "submit_sub")
         args = self._check_args(args, "submit_sub")
         if self._worker._subs == 0:
@@ -160,7 +169,11 @@ class Orchestrator:
         if (core is not None and type(handle) is KernelHandle and handle._owner is wk and type(args) is TaskArgs
                 and worker is None and name is None and not retries and not retry_on and timeout is None
                 and wk._chips):
-            return core.submit_one(_CHIP, handle.index, -1, args)
+            try:
+                return core.submit_one(_CHIP, handle.index, -1, args)
+            except KeyboardInterrupt:  # blocked on a full window
+                interrupted(core)
+                raise
         if isinstance(handle, OrchHandle):
             raise TypeError("submit_next_level() on a level-3 Worker needs a tf.KernelHandle, got a "
                             "tf.OrchHandle; orch functions run on level-4 Workers")

@@ -198,7 +198,8 @@ class Worker:
         is an error as for an explicit init()."""
         if not (self._implicit_init and self._state == "running" and self._engine is not None):
             return
-        if self._used:
+        # The fast submit path does not set _used; the engine's count says it all.
+        if self._used or self._engine.stats()["submitted"]:
             return
         engine, self._engine = self._engine, None
         self._orch._core = None
@@ -396,8 +397,8 @@ class Worker:
 
     def scope(self):
         """``with w.scope():`` — tasks submitted inside are retired together
-        when the block ends, so their slots (and the arrays they pinned) come
-        back as a unit. Never blocks; nestable. See docs/api.md."""
+        when the block ends (their window slots come back as a unit). Never
+        blocks; nestable. See docs/api.md, "Why and when to use scope()"."""
         return self._orch.scope()
 
     def drain(self, timeout: Optional[float] = None) -> None:

@@ -121,3 +121,19 @@ def test_close_with_cancel_cancels_pending_and_stops_running_work(worker_factory
     assert running.state == "cancelled" and all(t.state == "cancelled" for t in queued)
     assert running.exception().failures[0].kind == "cancelled"
     assert [p for p in pids if process_running(p)] == []
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_in_a_submit_blocked_on_the_window_cancels_too(worker_factory):
+    import tierflow as tf
+    w = worker_factory(sub_workers=1, window=4)
+    h = w.register_sub(slow)
+    w.init()
+    held = [w.submit_sub(h, tf.TaskArgs().scalar(30.0)) for _ in range(4)]  # fills the window
+    assert wait_for_running(held[0])
+    _interrupt_soon()
+    with pytest.raises(KeyboardInterrupt):
+        w.submit_sub(h, tf.TaskArgs().scalar(0.0))  # blocks: no free slot
+    assert all(t.state == "cancelled" for t in held)
+    with pytest.raises(tf.TaskError):
+        w.drain(timeout=10)

@@ -62,8 +62,14 @@ def test_nonzero_return_fails_with_code_and_message():
     w = tf.Worker(level=3, chips=1, window=8)
     fail = w.register_kernel(tf.NativeKernel(LIB, "tf_fail"))
     with w:
-        f = w.submit_next_level(fail).exception(timeout=10).failures[0]
+        out = w.alloc(1, np.int64)
+        err = w.submit_next_level(fail, tf.TaskArgs().output(out)).exception(timeout=10)
+        f = err.failures[0]
         assert f.kind == "exception" and "returned 7" in f.message and "deliberate failure" in f.message
+        assert isinstance(err.__cause__, tf.NativeKernelError) and "returned 7" in str(err.__cause__)
+        dep = w.submit_next_level(fail, tf.TaskArgs().input(out)).exception(timeout=10)
+        assert dep.failures[0].kind == "dependency_failed"
+        assert isinstance(dep.__cause__, tf.NativeKernelError), "a dependent carries the root's cause"
         with pytest.raises(tf.TaskError):
             w.drain()
 

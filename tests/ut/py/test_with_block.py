@@ -83,3 +83,13 @@ def test_explicit_init_still_forbids_late_registration():
                 w.register_sub(fill)
     finally:
         w.close()
+
+
+@pytest.mark.timeout(60)
+def test_work_submitted_through_the_quick_path_also_closes_registration():
+    w = tf.Worker(level=3, sub_workers=1)
+    h = w.register_sub(fill)
+    with w:  # registered before the block: the first submit takes the quick path
+        w.submit_sub(h, tf.TaskArgs().output(w.alloc(1)).scalar(1))
+        with pytest.raises(tf.WorkerStateError, match="before init"):
+            w.register_sub(fill)
