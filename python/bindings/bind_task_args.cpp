@@ -189,15 +189,21 @@ void bind_task_args(nb::module_& m) {
                          "read inside a task with .tensor(i)/.scalar(i)/.tag(i).")
       .def(nb::init<>())
       .def("input", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Input); },
-           nb::rv_policy::reference, "t"_a.none())
+           nb::rv_policy::reference, "t"_a.none(),
+           "Adds arena array `t` (or a view of one) that the task reads; it sees it read-only. Returns self.")
       .def("output", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::Output); },
-           nb::rv_policy::reference, "t"_a.none())
+           nb::rv_policy::reference, "t"_a.none(),
+           "Adds an arena array the task overwrites without reading it. Returns self.")
       .def("inout", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::InOut); },
-           nb::rv_policy::reference, "t"_a.none())
+           nb::rv_policy::reference, "t"_a.none(), "Adds an arena array the task reads and writes. Returns self.")
       .def("no_dep", [](PyTaskArgs& s, nb::handle t) -> PyTaskArgs& { return add_tensor(s, t, AccessTag::NoDep); },
-           nb::rv_policy::reference, "t"_a.none())
-      .def("tensor", &tensor_at, "i"_a)
-      .def("tag", [](const PyTaskArgs& s, int64_t i) { return desc_at(s, i).tag; }, "i"_a)
+           nb::rv_policy::reference, "t"_a.none(),
+           "Adds an arena array whose accesses the engine does not track (no dependency at all). Returns self.")
+      .def("tensor", &tensor_at, "i"_a,
+           "Inside a task: tensor i as a numpy array of the submitted shape, dtype and strides (read-only for an "
+           "input). On a builder: the array that was added.")
+      .def("tag", [](const PyTaskArgs& s, int64_t i) { return desc_at(s, i).tag; }, "i"_a,
+           "How the task touches tensor i: a tf.Tag")
       // One name, two roles (as the contract has it): while building, add a
       // scalar; inside a task, read scalar i.
       .def("scalar", [](nb::handle self_h, nb::handle x) -> nb::object {
@@ -215,9 +221,11 @@ void bind_task_args(nb::module_& m) {
              const Scalar& v = s.args.scalars[static_cast<size_t>(i)];
              if (v.kind == Scalar::Float) return nb::float_(v.f);
              return nb::int_(v.i);
-           }, "x"_a.none())
-      .def_prop_ro("num_tensors", [](const PyTaskArgs& s) { return s.args.tensors.size(); })
-      .def_prop_ro("num_scalars", [](const PyTaskArgs& s) { return s.args.scalars.size(); })
+           }, "x"_a.none(),
+           "On a builder: adds the scalar x (an int or a float, Python or numpy; a bool is 0 or 1) and returns "
+           "self. Inside a task: returns scalar number x.")
+      .def_prop_ro("num_tensors", [](const PyTaskArgs& s) { return s.args.tensors.size(); }, "How many tensors")
+      .def_prop_ro("num_scalars", [](const PyTaskArgs& s) { return s.args.scalars.size(); }, "How many scalars")
       .def("__repr__", [](const PyTaskArgs& s) {
         return "TaskArgs(" + std::to_string(s.args.tensors.size()) + " tensors, " +
                std::to_string(s.args.scalars.size()) + " scalars)";

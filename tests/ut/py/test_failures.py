@@ -323,3 +323,39 @@ def test_task_error_lists_every_failure(wk):
         wk.drain()
     assert sorted(f.task_id for f in e.value.failures) == sorted(t.id for t in ts)
     assert "and 2 more" in str(e.value)
+
+
+@pytest.mark.timeout(120)
+def test_one_bad_item_in_a_pipeline_fails_only_that_item(make_worker):
+    """Freed arena memory is a new allocation: items that reuse the bytes of
+    the bad item's buffers must not inherit its failure."""
+    w = make_worker(sub_workers=2, window=32)
+
+    @w.sub
+    def produce(args):
+        if args.scalar(0) == 17:
+            raise ValueError("bad item 17")
+        args.tensor(0)[...] = args.scalar(0)
+
+    @w.sub
+    def consume(args):
+        args.tensor(1)[...] = args.tensor(0) * 2
+
+    w.init()
+    results = w.alloc(200, np.float64)
+    bad = []
+    for i in range(200):
+        a, b = w.alloc(16), w.alloc(16)
+        p = w.submit_sub(produce, tf.TaskArgs().output(a).scalar(i))
+        c = w.submit_sub(consume, tf.TaskArgs().input(a).output(b))
+        w.submit_sub(consume, tf.TaskArgs().input(b[:1]).output(results[i:i + 1]))
+        if i == 17:
+            bad = [p.id, c.id]
+        del a, b  # the next items get the same bytes back
+    with pytest.raises(tf.TaskError) as e:
+        w.drain(timeout=60)
+    failed = sorted(f.task_id for f in e.value.failures)
+    assert len(failed) == 3 and failed[:2] == bad, failed  # the bad item's three tasks, nothing else
+    expected = np.arange(200) * 4.0
+    expected[17] = results[17]
+    assert np.array_equal(results, expected)
