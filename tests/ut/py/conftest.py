@@ -88,3 +88,74 @@ def worker_factory():
     assert gone, f"children survived close(): {[p for p in pids if process_running(p)]}"
     assert wait_until(lambda: children_of(os.getpid()) <= before, timeout=5), \
         f"new child processes survived close(): {children_of(os.getpid()) - before}"
+
+
+# ---------------------------------------------------------------------------
+# Task bodies and a module-wide Worker shared by the dependency and property
+# test files.
+
+RENDEZVOUS_TIMEOUT = 20.0
+
+
+def rendezvous(args):
+    """Tensor 0: a data view (written data[...] = me + 1 when writable);
+    tensor 1 (no_dep): flags. Scalars: me, partner. Raises unless the
+    partner runs at the same time — "runs concurrently", proven without
+    timing."""
+    import time
+    data, flags = args.tensor(0), args.tensor(1)
+    me, partner = args.scalar(0), args.scalar(1)
+    flags[me] = 1
+    deadline = time.monotonic() + RENDEZVOUS_TIMEOUT
+    while flags[partner] == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {me} never met task {partner}: they were serialized")
+        time.sleep(0.001)
+    if data.flags.writeable:
+        data[...] = me + 1
+
+
+def register_everywhere(w, fns):
+    """Registers every fn(args) of {name: fn} as the sub-worker function
+    `name` and as the kernel `k<name>`; returns the handles."""
+    h = {}
+    for name, fn in fns.items():
+        h[name] = w.register_sub(fn)
+        h["k" + name] = w.register_kernel(lambda args, chip, fn=fn: fn(args))
+    return h
+
+
+def submit_to(w, handles, name, args, where="sub"):
+    """Submits `name` to where="sub" (any sub-worker), "chip" (any chip) or
+    "chip<i>"; returns its Task."""
+    if where == "sub":
+        return w.submit_sub(handles[name], args)
+    return w.submit_next_level(handles["k" + name], args, worker=None if where == "chip" else int(where[4:]))
+
+
+class ModuleWorker:
+    """The one Worker a test module shares — hypothesis examples cannot use
+    function-scoped fixtures. Created on first call (2 chips, 2 sub-workers,
+    window 8 unless given) with `fns` registered everywhere (w.h holds the
+    handles); close() it from the module's teardown_module."""
+
+    def __init__(self, fns, **kw):
+        self._fns = fns
+        self._kw = {"level": 3, "chips": 2, "sub_workers": 2, "window": 8, **kw}
+        self.w = None
+
+    def __call__(self):
+        if self.w is None:
+            w = tf.Worker(**self._kw)
+            w.h = register_everywhere(w, self._fns)
+            w.init()
+            self.w = w
+        return self.w
+
+    def submit(self, name, args, where="sub"):
+        return submit_to(self(), self.w.h, name, args, where)
+
+    def close(self):
+        if self.w is not None:
+            self.w.close()
+            self.w = None

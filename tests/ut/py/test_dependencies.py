@@ -10,24 +10,7 @@ import numpy as np
 import pytest
 
 import tierflow as tf
-
-RENDEZVOUS_TIMEOUT = 20.0
-
-
-def rendezvous(args):
-    """Tensor 0: written (x[...] = me + 1); tensor 1 (no_dep): flags.
-    Scalars: me, partner. Fails unless the partner runs at the same time."""
-    data, flags = args.tensor(0), args.tensor(1)
-    me, partner = args.scalar(0), args.scalar(1)
-    flags[me] = 1
-    deadline = time.monotonic() + RENDEZVOUS_TIMEOUT
-    while flags[partner] == 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"task {me} never met task {partner}: they were serialized")
-        time.sleep(0.001)
-    if data.flags.writeable:
-        data[...] = me + 1
-
+from conftest import register_everywhere, rendezvous, submit_to
 
 def exclusive(args):
     """Tensor 0: inout (x += 1); tensor 1 (no_dep): busy flags; scalar: me.
@@ -61,19 +44,14 @@ def affine(args):
 @pytest.fixture
 def w(worker_factory):
     w = worker_factory(chips=2, sub_workers=2, window=64)
-    w.h = {}
-    for name, fn in [("rendezvous", rendezvous), ("exclusive", exclusive), ("copy", slow_copy),
-                     ("set", slow_set), ("affine", affine)]:
-        w.h[name] = w.register_sub(fn)
-        w.h["k" + name] = w.register_kernel(lambda a, c, fn=fn: fn(a))
+    w.h = register_everywhere(w, {"rendezvous": rendezvous, "exclusive": exclusive, "copy": slow_copy,
+                                  "set": slow_set, "affine": affine})
     w.init()
     return w
 
 
 def submit(w, name, args, where):
-    if where == "sub":
-        return w.submit_sub(w.h[name], args)
-    return w.submit_next_level(w.h["k" + name], args, worker=None if where == "chip" else int(where[-1]))
+    return submit_to(w, w.h, name, args, where)
 
 
 def flags(w, n):

@@ -2,10 +2,8 @@
 arrives (whatever bytes a task's exception holds), long reports keep what
 matters (the exception line and the innermost frames), dependents carry
 their root cause, and every record names its task."""
-import pickle
 import sys
 
-import numpy as np
 import pytest
 
 import tierflow as tf

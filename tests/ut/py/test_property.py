@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
+from conftest import ModuleWorker, submit_to
 
 LEN = 64
 EXAMPLES = 200
 RUNS = {"programs": 0, "tasks": 0}
-_W = {}
 
 A_CHOICES = [0.5, -0.75, 1.25, 1.0]
 B_CHOICES = [0.0, 0.015625, -0.03125, 0.125]
@@ -44,26 +44,12 @@ def generic(args):
          args.scalar(0), args.scalar(1), args.scalar(2))
 
 
-def generic_kernel(args, chip):
-    generic(args)
-
-
-def worker():
-    """The one Worker of this module, created lazily (hypothesis examples
-    cannot use function-scoped fixtures) and closed at module teardown."""
-    if "w" not in _W:
-        w = tf.Worker(level=3, chips=2, sub_workers=2, window=8)
-        _W["sub"] = w.register_sub(generic)
-        _W["kernel"] = w.register_kernel(generic_kernel)
-        w.init()
-        _W["w"] = w
-    return _W["w"]
+_MODULE = ModuleWorker({"generic": generic})
+worker = _MODULE
 
 
 def teardown_module(module):
-    w = _W.pop("w", None)
-    if w is not None:
-        w.close()
+    _MODULE.close()
 
 
 TAGS = ["input", "output", "inout"]
@@ -93,12 +79,7 @@ def view(buf, lo, hi, step, reverse):
 
 
 def submit(w, args, where):
-    if where == "sub":
-        w.submit_sub(_W["sub"], args)
-    elif where == "chip":
-        w.submit_next_level(_W["kernel"], args)
-    else:
-        w.submit_next_level(_W["kernel"], args, worker=int(where[-1]))
+    submit_to(w, w.h, "generic", args, where)
 
 
 @pytest.mark.timeout(1800)
@@ -147,7 +128,7 @@ def test_the_property_really_ran_enough_programs():
     print(f"property test: {RUNS['programs']} programs, {RUNS['tasks']} tasks")
     assert RUNS["programs"] >= EXAMPLES, RUNS
     assert RUNS["tasks"] >= 30 * EXAMPLES
-    w = _W.get("w")
+    w = _MODULE.w
     assert w is not None
     stats = w.stats()
     assert stats["failed"] == 0 and stats["completed"] >= RUNS["tasks"]

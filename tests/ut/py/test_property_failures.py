@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
+from conftest import ModuleWorker, submit_to
 
 P = 1000003  # a prime: the body is exact integer arithmetic mod P
 VEC = 16
@@ -69,27 +70,16 @@ def task_fn(args):
     body(views, tags, k)
 
 
-def worker():
-    """The one Worker of this module, created lazily and closed at teardown."""
-    if "w" not in _W:
-        w = tf.Worker(level=3, chips=2, sub_workers=2, window=8)
-        _W["sub"] = w.register_sub(task_fn)
-        _W["kernel"] = w.register_kernel(lambda args, chip: task_fn(args))
-        w.init()
-        _W["w"] = w
-    return _W["w"]
+_MODULE = ModuleWorker({"task": task_fn})
+worker = _MODULE
 
 
 def teardown_module(module):
-    w = _W.pop("w", None)
-    if w is not None:
-        w.close()
+    _MODULE.close()
 
 
 def submit(w, args, where="sub"):
-    if where == "sub":
-        return w.submit_sub(_W["sub"], args)
-    return w.submit_next_level(_W["kernel"], args, worker=None if where == "chip" else int(where[-1]))
+    return submit_to(w, w.h, "task", args, where)
 
 
 def drain_failures(w):

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
+from conftest import ModuleWorker
 
 BUFS, LEN = 3, 40
 PROGRAMS = {"count": 0}
-_state = {}
 
 
 def body(views, tags, k):
@@ -30,19 +30,12 @@ def task(args):
     body([args.tensor(i) for i in range(n)], tags, args.scalar(0))
 
 
-def worker():
-    if "w" not in _state:
-        w = tf.Worker(level=3, chips=2, sub_workers=2, window=8)
-        _state["sub"] = w.register_sub(task)
-        _state["kern"] = w.register_kernel(lambda args, chip: task(args))
-        w.init()
-        _state["w"] = w
-    return _state["w"]
+_MODULE = ModuleWorker({"task": task})
+worker = _MODULE
 
 
 def teardown_module(module):
-    if "w" in _state:
-        _state["w"].close()
+    _MODULE.close()
 
 
 access = st.tuples(st.integers(0, BUFS - 1), st.integers(0, LEN - 1), st.integers(0, LEN),
@@ -64,12 +57,7 @@ def test_random_programs_match_sequential_execution(program):
             views.append(ref[b][lo:hi:step])
             tags.append(tag)
         a.scalar(k)
-        if where == "sub":
-            w.submit_sub(_state["sub"], a)
-        elif where == "chip":
-            w.submit_next_level(_state["kern"], a)
-        else:
-            w.submit_next_level(_state["kern"], a, worker=int(where[-1]))
+        _MODULE.submit("task", a, where)
         body(views, tags, k)
     w.drain()
     for b in range(BUFS):

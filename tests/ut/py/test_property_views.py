@@ -13,7 +13,6 @@ A view touches exactly the bytes of its elements, so disjoint views of one
 matrix must also really run at the same time: two tasks on such views meet
 at a rendezvous through a no_dep flag array, which only succeeds if neither
 waits for the other."""
-import time
 
 import numpy as np
 import pytest
@@ -21,14 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
+from conftest import ModuleWorker, rendezvous, submit_to
 
 SHAPES = [(6, 8), (8, 8)]
 P = 1000003  # a prime: the body is exact integer arithmetic mod P
 EXAMPLES = 200
 MIN_TASKS = 30
 RUNS = {"programs": 0, "tasks": 0, "kinds": {}}
-RENDEZVOUS_TIMEOUT = 20.0
-_W = {}
 
 
 # ------------------------------------------------------------------ bodies
@@ -49,52 +47,17 @@ def generic(args):
     body([args.tensor(i) for i in range(n)], [args.tag(i).name.lower() for i in range(n)], args.scalar(0))
 
 
-def generic_kernel(args, chip):
-    generic(args)
-
-
-def rendezvous(args):
-    """Tensor 0: the data view (written data[...] = me + 1 if writable);
-    tensor 1 (no_dep): flags. Scalars: me, partner. Raises unless the
-    partner runs at the same time."""
-    data, flags = args.tensor(0), args.tensor(1)
-    me, partner = args.scalar(0), args.scalar(1)
-    flags[me] = 1
-    deadline = time.monotonic() + RENDEZVOUS_TIMEOUT
-    while flags[partner] == 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"task {me} never met task {partner}: they were serialized")
-        time.sleep(0.001)
-    if data.flags.writeable:
-        data[...] = me + 1
-
-
-def worker():
-    """The one Worker of this module, created lazily (hypothesis examples
-    cannot use function-scoped fixtures) and closed at module teardown."""
-    if "w" not in _W:
-        w = tf.Worker(level=3, chips=2, sub_workers=2, window=8)
-        _W["sub"] = w.register_sub(generic)
-        _W["kernel"] = w.register_kernel(generic_kernel)
-        _W["rsub"] = w.register_sub(rendezvous)
-        _W["rkernel"] = w.register_kernel(lambda args, chip: rendezvous(args))
-        w.init()
-        _W["w"] = w
-    return _W["w"]
+_MODULE = ModuleWorker({"generic": generic, "rendezvous": rendezvous})
+worker = _MODULE
 
 
 def teardown_module(module):
-    w = _W.pop("w", None)
-    if w is not None:
-        w.close()
+    _MODULE.close()
 
 
 def submit(w, fn, args, where):
     """fn: "generic" or "rendezvous"; where: "sub", "chip" (any) or "chip0"/"chip1"."""
-    if where == "sub":
-        return w.submit_sub(_W["sub" if fn == "generic" else "rsub"], args)
-    kernel = _W["kernel" if fn == "generic" else "rkernel"]
-    return w.submit_next_level(kernel, args, worker=None if where == "chip" else int(where[-1]))
+    return submit_to(w, w.h, fn, args, where)
 
 
 # ------------------------------------------------------------------- views
@@ -251,7 +214,7 @@ def test_the_property_really_ran_enough_programs():
     assert RUNS["programs"] >= EXAMPLES, RUNS
     assert RUNS["tasks"] >= MIN_TASKS * EXAMPLES, RUNS
     assert set(RUNS["kinds"]) == set(KINDS)
-    w = _W.get("w")
+    w = _MODULE.w
     assert w is not None
     stats = w.stats()
     assert stats["failed"] == 0 and stats["completed"] >= RUNS["tasks"], stats

@@ -1,6 +1,5 @@
 """The keyword options of every submit (contract section 4): name=,
 retries= with retry_on=, and timeout= (a per-task watchdog)."""
-import os
 import time
 
 import numpy as np
