@@ -103,35 +103,32 @@ class TierflowBench:
         assert np.all(out == k * (k - 1) / 2)
         return dt
 
-    def w4(self, n=5000):
-        bufs = self.w.alloc((n, 4), np.int64)
+    def _diamonds(self, n, views):
+        """Submits n diamonds A = i; B = A + 1; C = 2A; D = B + C on the four
+        tensors views(i) returns, drains, and returns tasks/s."""
         h, submit = self.h, self.submit
         t0 = time.perf_counter()
         for i in range(n):
-            a, b, c, d = bufs[i, 0:1], bufs[i, 1:2], bufs[i, 2:3], bufs[i, 3:4]
+            a, b, c, d = views(i)
             submit(h["set"], tf.TaskArgs().output(a).scalar(i))
             submit(h["axpb"], tf.TaskArgs().input(a).output(b).scalar(1).scalar(1))
             submit(h["axpb"], tf.TaskArgs().input(a).output(c).scalar(2).scalar(0))
             submit(h["add2"], tf.TaskArgs().input(b).input(c).output(d))
         self.w.drain()
-        dt = time.perf_counter() - t0
+        return 4 * n / (time.perf_counter() - t0)
+
+    def w4(self, n=5000):
+        """Each diamond on its own one-element tensors (rows of one array)."""
+        bufs = self.w.alloc((n, 4), np.int64)
+        rate = self._diamonds(n, lambda i: (bufs[i, 0:1], bufs[i, 1:2], bufs[i, 2:3], bufs[i, 3:4]))
         assert int(bufs[:, 3].sum()) == 3 * n * (n - 1) // 2 + n  # 37,497,500 for n = 5000
-        return 4 * n / dt
+        return rate
 
     def w4c(self, n=5000):
         """W4 where diamond i's four tensors are the columns 4i..4i+3 of ONE
         int64[2, 4n] matrix: strided views whose spans all overlap and whose
         bytes never do, so every diamond is independent as in W4."""
         m = self.w.alloc((2, 4 * n), np.int64)
-        h, submit = self.h, self.submit
-        t0 = time.perf_counter()
-        for i in range(n):
-            a, b, c, d = m[:, 4 * i], m[:, 4 * i + 1], m[:, 4 * i + 2], m[:, 4 * i + 3]
-            submit(h["set"], tf.TaskArgs().output(a).scalar(i))
-            submit(h["axpb"], tf.TaskArgs().input(a).output(b).scalar(1).scalar(1))
-            submit(h["axpb"], tf.TaskArgs().input(a).output(c).scalar(2).scalar(0))
-            submit(h["add2"], tf.TaskArgs().input(b).input(c).output(d))
-        self.w.drain()
-        dt = time.perf_counter() - t0
+        rate = self._diamonds(n, lambda i: (m[:, 4 * i], m[:, 4 * i + 1], m[:, 4 * i + 2], m[:, 4 * i + 3]))
         assert int(m[0, 3::4].sum()) == 3 * n * (n - 1) // 2 + n
-        return 4 * n / dt
+        return rate
