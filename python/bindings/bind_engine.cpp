@@ -45,6 +45,20 @@ nb::tuple failure_tuple(const Failure& f) {
                         f.attempts, exc);
 }
 
+nb::dict session_stats(const Session& s) {
+  SessionCounters c = s.counters();
+  nb::dict d;
+  d["submitted"] = c.submitted;
+  d["completed"] = c.completed;
+  d["failed"] = c.failed;
+  d["outstanding"] = c.outstanding;
+  d["queued"] = c.queued;
+  d["running"] = c.running;
+  d["busy_seconds"] = c.busy_seconds;
+  d["weight"] = s.weight();
+  return d;
+}
+
 namespace {
 
 struct PyEngine {
@@ -59,6 +73,7 @@ struct PyEngine {
 
 void bind_engine(nb::module_& m) {
   nb::exception<WindowExhausted>(m, "WindowExhausted", PyExc_RuntimeError);
+  nb::exception<SessionClosed>(m, "SessionClosed", PyExc_RuntimeError);
 
   nb::class_<ForkServerLink>(m, "ForkServerLink",
                              "The parent's hold on a fork server and its children until an Engine takes them over; "
@@ -84,7 +99,10 @@ void bind_engine(nb::module_& m) {
       .def("set_callable_names", [](PyEngine& e, int kind, std::vector<std::string> names) {
         e.get().graph().set_callable_names(static_cast<TaskKind>(kind), std::move(names));
       }, "kind"_a, "names"_a)
-      .def("default_session", [](PyEngine& e) { return PySession{e.engine, &e.get().default_session()}; })
+      .def("default_session", [](PyEngine& e) { return PySession{e.engine, e.get().default_session()}; })
+      .def("open_session", [](PyEngine& e, const std::string& name, uint32_t weight) {
+        return PySession{e.engine, e.get().open_session(name, weight)};
+      }, "name"_a, "weight"_a)
       .def_prop_ro("owned_by_this_process", [](PyEngine& e) { return e.get().owned_by_this_process(); })
       .def("pids", [](PyEngine& e) {
         Engine& eng = e.get();
@@ -115,6 +133,9 @@ void bind_engine(nb::module_& m) {
         d["alive"] = alive;
         d["tasks_per_worker"] = tasks;
         d["running"] = running;
+        nb::dict sessions;
+        for (auto& s : eng.sessions()) sessions[s->name().c_str()] = session_stats(*s);
+        d["sessions"] = sessions;
         return d;
       })
       .def("shutdown", [](PyEngine& e, bool cancel, double grace) {

@@ -87,7 +87,7 @@ void bind_session(nb::module_& m) {
       .def_prop_ro("scope_depth", [](PySession& s) { return s.session->orchestrator().scope_depth(); })
       .def("drain", [](PySession& s, nb::handle timeout) {
         int64_t ms = to_ms(timeout);
-        Session* sess = s.session;
+        Session* sess = s.session.get();
         nb::gil_scoped_release nogil;
         return sess->wait_until([sess] { return sess->drained(); }, ms, check_signals);
       }, "timeout"_a.none(), "Waits for every task of the session; False on timeout")
@@ -96,16 +96,18 @@ void bind_session(nb::module_& m) {
         for (auto& f : s.session->take_failures()) out.append(failure_tuple(f));
         return out;
       }, "The failures no drain has reported yet, as tuples")
-      .def("counters", [](PySession& s) {
-        SessionCounters c = s.session->counters();
-        nb::dict d;
-        d["submitted"] = c.submitted;
-        d["completed"] = c.completed;
-        d["failed"] = c.failed;
-        d["outstanding"] = c.outstanding;
-        return d;
-      })
-      .def_prop_ro("key", [](PySession& s) { return reinterpret_cast<uintptr_t>(s.session); },
+      .def("stats", [](PySession& s) { return session_stats(*s.session); })
+      .def_prop_ro("name", [](PySession& s) { return s.session->name(); })
+      .def_prop_ro("weight", [](PySession& s) { return s.session->weight(); })
+      .def_prop_ro("closed", [](PySession& s) { return s.session->closed(); })
+      .def("close", [](PySession& s, bool cancel, double grace) {
+        std::shared_ptr<Engine> eng = s.engine;
+        std::shared_ptr<Session> sess = s.session;
+        if (eng->stopped()) return;
+        nb::gil_scoped_release nogil;
+        eng->close_session(sess, cancel, static_cast<int64_t>(grace * 1000), cancel ? std::function<void()>() : check_signals);
+      }, "cancel"_a, "grace"_a, "Refuses new submits, waits for the session's tasks, ends its scopes, removes it")
+      .def_prop_ro("key", [](PySession& s) { return reinterpret_cast<uintptr_t>(s.session.get()); },
                    "Identifies the session while anything refers to it")
       .def("cancel_pending", [](PySession& s, const std::string& reason, double grace) {
         Engine& eng = *s.engine;

@@ -29,14 +29,14 @@ struct PyTaskArgs {
 // closed, for as long as any Task or session object refers to them.
 struct PySession {
   std::shared_ptr<Engine> engine;
-  Session* session;
+  std::shared_ptr<Session> session;
 };
 
 // The C++ half of tf.Task (its Python subclass adds the futures API). Its
 // destructor drops a return value nobody fetched.
 struct PyTask {
   std::shared_ptr<Engine> engine;
-  Session* session;
+  std::shared_ptr<Session> session;
   SlotIndex slot;
   TaskId id;
   TaskKind kind;
@@ -57,6 +57,7 @@ int64_t to_ms(nb::handle timeout);
 nb::object make_task(const PySession& s, SlotIndex slot, TaskId id, TaskKind kind, uint32_t callable,
                      std::string name);
 nb::tuple failure_tuple(const Failure& f);
+nb::dict session_stats(const Session& s);
 
 void bind_task_args(nb::module_& m);
 void bind_arena(nb::module_& m);

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from . import _core, _forkserver
-from ._errors import ArenaExhausted, TaskError, WorkerClosed, WorkerStateError
+from ._errors import ArenaExhausted, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from .native import NativeKernel
 from .orchestrator import Orchestrator

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace tierflow {
@@ -47,8 +48,9 @@ Engine::Engine(uint32_t window, std::shared_ptr<SharedRegion> region, std::share
   }
   scheduler_.reset(new Scheduler(graph_, region_->doorbell(), sub_eps, chip_eps, &region_->barrier(0)));
   Scheduler* sched = scheduler_.get();
-  sessions_.emplace_back(new Session(0, "default", graph_, [sched](SlotIndex s) { sched->enqueue(s); },
-                                     kMailboxPayload));
+  sink_ = [sched](SlotIndex s) { sched->enqueue(s); };
+  default_ = std::make_shared<Session>(0, "default", graph_, sink_, kMailboxPayload);
+  sessions_.push_back(default_);
 
   OutputPump* pump_raw = pump_.get();
   auto kind_of = [subs](uint32_t w) { return w < subs ? TaskKind::Sub : TaskKind::Chip; };
@@ -94,8 +96,58 @@ Engine::~Engine() {
 
 bool Engine::owned_by_this_process() const { return current_pid() == owner_pid_; }
 
-void Engine::wait_all(int64_t timeout_ms, const std::function<void()>& on_slice) {
-  for (auto& s : sessions_) {
+std::shared_ptr<Session> Engine::open_session(const std::string& name, uint32_t weight) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  if (stopping_) throw SessionClosed("the Worker is closing; no session can be opened");
+  // A closed session's id is free again once none of its slots is held: the
+  // window counts slots per id.
+  retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                [this](const std::shared_ptr<Session>& s) { return graph_.ring().held(s->id()) == 0; }),
+                 retired_.end());
+  uint32_t id = 1;
+  auto busy = [this](uint32_t i) {
+    if (i < sessions_.size() && sessions_[i]) return true;
+    for (auto& r : retired_)
+      if (r->id() == i) return true;
+    return false;
+  };
+  while (busy(id)) ++id;
+  if (id >= sessions_.size()) sessions_.resize(id + 1);
+  auto s = std::make_shared<Session>(id, name, graph_, sink_, kMailboxPayload, weight);
+  graph_.ring().set_weight(id, s->weight());
+  sessions_[id] = s;
+  return s;
+}
+
+void Engine::close_session(const std::shared_ptr<Session>& session, bool cancel, int64_t grace_ms,
+                           const std::function<void()>& on_slice) {
+  session->close_submits();
+  if (cancel) {
+    cancel_session(*session, "the session is closing", grace_ms, on_slice);
+  } else {
+    Session* sp = session.get();
+    sp->wait_until([sp] { return sp->drained(); }, -1, on_slice);
+  }
+  session->orchestrator().end_all_scopes();
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  uint32_t id = session->id();
+  if (id != 0 && id < sessions_.size() && sessions_[id] == session) {
+    sessions_[id].reset();
+    if (graph_.ring().held(id) != 0) retired_.push_back(session);
+  }
+}
+
+std::vector<std::shared_ptr<Session>> Engine::sessions() const {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  std::vector<std::shared_ptr<Session>> out;
+  for (auto& s : sessions_)
+    if (s) out.push_back(s);
+  return out;
+}
+
+void Engine::wait_all(const std::vector<std::shared_ptr<Session>>& sessions, int64_t timeout_ms,
+                      const std::function<void()>& on_slice) {
+  for (auto& s : sessions) {
     Session* sp = s.get();
     sp->wait_until([sp] { return sp->drained(); }, timeout_ms, on_slice);
   }
@@ -113,19 +165,28 @@ void Engine::cancel_session(Session& session, const std::string& reason, int64_t
 
 void Engine::shutdown(bool cancel, int64_t grace_ms, const std::function<void()>& on_slice) {
   if (stopped_) return;
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    stopping_ = true;
+    for (auto& s : sessions_)
+      if (s) all.push_back(s);
+  }
+  // No submit may start once we wait: everything submitted is then counted.
+  for (auto& s : all) s->close_submits();
   if (cancel) {
     TaskId next = graph_.next_id();
-    for (auto& s : sessions_) s->cancel_before(next, "the Worker is closing");
+    for (auto& s : all) s->cancel_before(next, "the Worker is closing");
     scheduler_->sweep_cancelled(false);
     if (!graph_.all_finished()) {
-      wait_all(grace_ms, on_slice);
+      wait_all(all, grace_ms, on_slice);
       if (!graph_.all_finished()) {
         scheduler_->sweep_cancelled(true);
-        wait_all(5000, {});
+        wait_all(all, 5000, {});
       }
     }
   } else {
-    wait_all(-1, on_slice);
+    wait_all(all, -1, on_slice);
   }
   stopped_ = true;
   scheduler_->stop_respawning();
@@ -137,6 +198,7 @@ void Engine::shutdown(bool cancel, int64_t grace_ms, const std::function<void()>
   scheduler_->stop();
   reaper_->stop();
   pump_->finish(1000);
+  for (auto& s : all) s->orchestrator().end_all_scopes();
   // Nothing touches the shared memory any more: let it go, so a closed
   // Worker holds no mapping that no array needs.
   graph_.drop_arena();

@@ -4,8 +4,10 @@
 // was forked: the constructor is where the engine's threads start.
 //
 // Data flow of one task:
-//   Session::orchestrator().submit()   caller's thread: slot, TensorMap, edges
-//     -> Scheduler inbox -> ReadyQueues -> ShmEndpoint::post (Mailbox i)
+//   Session::orchestrator().submit()   caller's thread: slot (its session's
+//                                      share of the window), TensorMap, edges
+//     -> Scheduler inbox -> ReadySet (per-session FIFOs, weighted round robin)
+//     -> ShmEndpoint::post (Mailbox i)
 //     -> child: ChildPort::wait, run, ChildPort::complete, Doorbell::ring
 //     -> Scheduler::poll_workers -> TaskGraph::finish -> Session::on_finish
 //     -> consumers settle; the last reference consumes the slot.
@@ -44,7 +46,20 @@ class Engine {
 
   TaskGraph& graph() { return graph_; }
   Scheduler& scheduler() { return *scheduler_; }
-  Session& default_session() { return *sessions_.front(); }
+  const std::shared_ptr<Session>& default_session() const { return default_; }
+
+  // A new session of this level (any thread): cheap — a table entry, no
+  // process, no memory of its own beyond its records. Throws SessionClosed
+  // once the engine is stopping.
+  std::shared_ptr<Session> open_session(const std::string& name, uint32_t weight);
+  // Refuses new submits, then (with `cancel`: after cancelling what has not
+  // started, as cancel_session) waits for every task of the session, ends
+  // its open scopes and removes it from the table. Its records live on in the
+  // Session object for as long as anything (a Task) refers to it.
+  void close_session(const std::shared_ptr<Session>& session, bool cancel, int64_t grace_ms,
+                     const std::function<void()>& on_slice);
+  // The open sessions, the default one first.
+  std::vector<std::shared_ptr<Session>> sessions() const;
   uint32_t num_subs() const { return subs_; }
   uint32_t num_chips() const { return chips_; }
   bool owned_by_this_process() const;
@@ -65,7 +80,8 @@ class Engine {
   std::string worker_name(uint32_t worker) const { return names_[worker]; }
 
  private:
-  void wait_all(int64_t timeout_ms, const std::function<void()>& on_slice);
+  void wait_all(const std::vector<std::shared_ptr<Session>>& sessions, int64_t timeout_ms,
+                const std::function<void()>& on_slice);
 
   const int owner_pid_;
   uint32_t subs_, chips_;
@@ -76,7 +92,12 @@ class Engine {
   std::unique_ptr<OutputPump> pump_;
   std::vector<std::unique_ptr<ShmEndpoint>> endpoints_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::vector<std::unique_ptr<Session>> sessions_;
+  Orchestrator::ReadySink sink_;
+  mutable std::mutex sessions_mu_;                 // guards sessions_, retired_, stopping_
+  std::vector<std::shared_ptr<Session>> sessions_;  // by id; null: free
+  std::vector<std::shared_ptr<Session>> retired_;   // closed, some task slot still held
+  std::shared_ptr<Session> default_;
+  bool stopping_ = false;
   bool stopped_ = false;
 };
 

@@ -14,16 +14,33 @@ void Orchestrator::check_payload(const TaskArgs& args) const {
                                 std::to_string(payload_limit_) + "; split it into several tasks");
 }
 
+// A submit that would block, while this session's own open scopes hold all
+// it can ever count on — the whole window alone, its share beside other
+// sessions — could only be unblocked by this session: it raises instead.
 void Orchestrator::check_exhausted() const {
-  if (scopes_.held() >= graph_.window())
-    throw WindowExhausted("window exhausted: all " + std::to_string(graph_.window()) +
-                          " task slots are held by the " + std::to_string(scopes_.depth()) +
-                          " scope(s) this submitter keeps open (scope depth " + std::to_string(scopes_.depth()) +
-                          "); end a scope before submitting more, or pass a larger window to tf.Worker");
+  uint64_t held, depth;
+  {
+    std::lock_guard<std::mutex> lock(scope_mu_);
+    held = scopes_.held();
+    depth = scopes_.depth();
+  }
+  uint32_t can_get = graph_.ring().obtainable(session_.id());
+  if (held < can_get) return;
+  std::string what = can_get == graph_.window() ? "all " + std::to_string(graph_.window()) + " task slots"
+                                                : std::to_string(held) + " task slots, this session's share of the " +
+                                                      std::to_string(graph_.window()) + "-slot window,";
+  throw WindowExhausted("window exhausted: " + what + " are held by the " + std::to_string(depth) +
+                        " scope(s) this submitter keeps open (scope depth " + std::to_string(depth) +
+                        "); end a scope before submitting more, or pass a larger window to tf.Worker");
 }
 
 std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::function<void()>& on_wait) {
   if (req.members.empty()) throw std::invalid_argument("a task needs at least one member");
+  session_.enter_submit();
+  struct Exit {
+    Session& s;
+    ~Exit() { s.exit_submit(); }
+  } exit_guard{session_};
   // Resolved before a slot is taken, so a bad tensor leaves the window untouched.
   thread_local std::vector<BlockRef> blocks;
   blocks.clear();
@@ -38,13 +55,16 @@ std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::
   }
 
   SlotIndex s;
-  if (!graph_.ring().try_acquire(&s)) {
+  uint32_t sid = session_.id();
+  if (!graph_.ring().try_acquire(sid, &s)) {
     check_exhausted();
-    s = graph_.ring().acquire([&] {
+    s = graph_.ring().acquire(sid, [&] {
+      if (session_.closed()) throw SessionClosed("session '" + session_.name() + "' closed while waiting for a slot");
       check_exhausted();
       if (on_wait) on_wait();
     });
   }
+  std::unique_lock<std::mutex> scope_lock(scope_mu_);
   bool in_scope = scopes_.inside();
   TaskSlot& t = graph_.slot(s);
   t.kind = req.kind;
@@ -61,13 +81,41 @@ std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::
     for (const BlockRef& b : t.blocks) arena->retain(b.offset);
   TaskId id = graph_.begin(s, &session_, in_scope);
   if (in_scope) scopes_.add(s);
+  scope_lock.unlock();
   if (graph_.wire(s)) sink_(s);
   return {s, id};
 }
 
+void Orchestrator::scope_begin() {
+  std::lock_guard<std::mutex> lock(scope_mu_);
+  scopes_.open();
+}
+
 void Orchestrator::scope_end() {
-  if (!scopes_.inside()) throw std::logic_error("scope_end() without a matching scope_begin()");
-  for (SlotIndex s : scopes_.close()) graph_.release(s);
+  std::vector<SlotIndex> done;
+  {
+    std::lock_guard<std::mutex> lock(scope_mu_);
+    if (!scopes_.inside()) throw std::logic_error("scope_end() without a matching scope_begin()");
+    done = scopes_.close();
+  }
+  for (SlotIndex s : done) graph_.release(s);
+}
+
+uint32_t Orchestrator::scope_depth() const {
+  std::lock_guard<std::mutex> lock(scope_mu_);
+  return scopes_.depth();
+}
+
+void Orchestrator::end_all_scopes() {
+  for (;;) {
+    std::vector<SlotIndex> done;
+    {
+      std::lock_guard<std::mutex> lock(scope_mu_);
+      if (!scopes_.inside()) return;
+      done = scopes_.close();
+    }
+    for (SlotIndex s : done) graph_.release(s);
+  }
 }
 
 }  // namespace tierflow

@@ -2,12 +2,15 @@
 // Session; every session's Orchestrator shares the level's TaskGraph.
 //
 // submit(): resolve every tensor to its arena allocation, take a slot
-// (blocking for back-pressure), wire the task to the earlier tasks it
-// conflicts with, register it with the innermost scope, and hand it to the
-// scheduler when it has no unfinished producer.
+// (blocking for back-pressure, within the session's share of the window),
+// wire the task to the earlier tasks it conflicts with, register it with the
+// innermost scope, and hand it to the scheduler when it has no unfinished
+// producer. Several threads may submit to one session at once (they share
+// its scopes); the graph, the map and the window are safe for that.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,9 +51,11 @@ class Orchestrator {
   // caller's own open scopes hold the whole window.
   std::pair<SlotIndex, TaskId> submit(SubmitRequest req, const std::function<void()>& on_wait = {});
 
-  void scope_begin() { scopes_.open(); }
+  void scope_begin();
   void scope_end();
-  uint32_t scope_depth() const { return scopes_.depth(); }
+  uint32_t scope_depth() const;
+  // Ends every open scope (the session is closing).
+  void end_all_scopes();
 
  private:
   void check_payload(const TaskArgs& args) const;
@@ -60,6 +65,7 @@ class Orchestrator {
   Session& session_;
   ReadySink sink_;
   size_t payload_limit_;
+  mutable std::mutex scope_mu_;  // guards scopes_
   ScopeStack scopes_;
 };
 

@@ -11,20 +11,60 @@ Ring::Ring(uint32_t window) : window_(window) {
   for (uint32_t i = window; i > 0; --i) free_.push_back(i - 1);
 }
 
-bool Ring::try_acquire(SlotIndex* out) {
+Ring::Holder& Ring::holder(uint32_t session) {
+  if (session >= holders_.size()) holders_.resize(session + 1);
+  return holders_[session];
+}
+
+void Ring::set_weight(uint32_t session, uint32_t weight) {
   std::lock_guard<std::mutex> lock(mu_);
+  holder(session).weight = weight == 0 ? 1 : weight;
+}
+
+uint32_t Ring::share(uint32_t session) const {
+  uint64_t total = 0;
+  for (const Holder& h : holders_)
+    if (h.held != 0 || h.waiting != 0) total += h.weight;
+  const Holder& me = holders_[session];
+  if (me.held == 0 && me.waiting == 0) total += me.weight;
+  uint64_t s = uint64_t(window_) * me.weight / (total == 0 ? 1 : total);
+  return static_cast<uint32_t>(s == 0 ? 1 : s);
+}
+
+bool Ring::may_take(uint32_t session) const {
   if (free_.empty()) return false;
-  *out = free_.back();
-  free_.pop_back();
+  if (holders_[session].held < share(session)) return true;
+  // At or above its share: only if no other waiting session is below its own
+  // (work-conserving: a free slot never idles while someone may have it).
+  for (size_t i = 0; i < holders_.size(); ++i)
+    if (i != session && holders_[i].waiting != 0 && holders_[i].held < share(static_cast<uint32_t>(i))) return false;
   return true;
 }
 
-SlotIndex Ring::acquire(const std::function<void()>& on_wait, std::chrono::milliseconds slice) {
+SlotIndex Ring::take(uint32_t session) {
+  SlotIndex s = free_.back();
+  free_.pop_back();
+  ++holders_[session].held;
+  return s;
+}
+
+bool Ring::try_acquire(uint32_t session, SlotIndex* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  holder(session);
+  if (!may_take(session)) return false;
+  *out = take(session);
+  return true;
+}
+
+SlotIndex Ring::acquire(uint32_t session, const std::function<void()>& on_wait, std::chrono::milliseconds slice) {
   std::unique_lock<std::mutex> lock(mu_);
-  while (free_.empty()) {
+  holder(session);
+  while (!may_take(session)) {
+    ++holders_[session].waiting;
     ++waiters_;
-    bool got = freed_.wait_for(lock, slice, [&] { return !free_.empty(); });
+    bool got = freed_.wait_for(lock, slice, [&] { return may_take(session); });
     --waiters_;
+    --holders_[session].waiting;
     if (got) break;
     if (on_wait) {
       lock.unlock();
@@ -32,21 +72,36 @@ SlotIndex Ring::acquire(const std::function<void()>& on_wait, std::chrono::milli
       lock.lock();
     }
   }
-  SlotIndex s = free_.back();
-  free_.pop_back();
-  return s;
+  return take(session);
 }
 
-void Ring::release(SlotIndex slot) {
+void Ring::release(uint32_t session, SlotIndex slot) {
   std::lock_guard<std::mutex> lock(mu_);
   assert(slot < window_ && free_.size() < window_);
+  assert(session < holders_.size() && holders_[session].held > 0);
   free_.push_back(slot);
-  if (waiters_ != 0) freed_.notify_one();
+  --holders_[session].held;
+  // Several sessions may wait, and the share rule picks which may take it:
+  // wake them all (they are few: one thread per session at most).
+  if (waiters_ != 0) freed_.notify_all();
 }
 
 uint32_t Ring::in_use() const {
   std::lock_guard<std::mutex> lock(mu_);
   return window_ - static_cast<uint32_t>(free_.size());
+}
+
+uint32_t Ring::held(uint32_t session) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return session < holders_.size() ? holders_[session].held : 0;
+}
+
+uint32_t Ring::obtainable(uint32_t session) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (session >= holders_.size()) return window_;
+  for (size_t i = 0; i < holders_.size(); ++i)
+    if (i != session && (holders_[i].held != 0 || holders_[i].waiting != 0)) return share(session);
+  return window_;
 }
 
 }  // namespace tierflow

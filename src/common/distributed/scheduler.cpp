@@ -49,23 +49,27 @@ std::string seconds(int64_t ms) {
 
 }  // namespace
 
+namespace {
+std::vector<std::string> worker_names(size_t subs, size_t chips) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < subs; ++i) names.push_back("sub " + std::to_string(i));
+  for (size_t i = 0; i < chips; ++i) names.push_back("chip " + std::to_string(i));
+  return names;
+}
+}  // namespace
+
 Scheduler::Scheduler(TaskGraph& graph, Doorbell& bell, std::vector<Endpoint*> subs, std::vector<Endpoint*> chips,
                      GroupBarrier* barriers)
     : graph_(graph), bell_(bell), barriers_(barriers), n_subs_(static_cast<uint32_t>(subs.size())),
-      queues_(static_cast<uint32_t>(chips.size())) {
-  auto add = [this](Endpoint* ep, std::string name) {
+      ready_(static_cast<uint32_t>(chips.size())), stats_(worker_names(subs.size(), chips.size())) {
+  std::vector<std::string> names = worker_names(subs.size(), chips.size());
+  for (size_t i = 0; i < subs.size() + chips.size(); ++i) {
     Worker w;
-    w.ep = ep;
-    w.name = std::move(name);
+    w.ep = i < subs.size() ? subs[i] : chips[i - subs.size()];
+    w.name = names[i];
     workers_.push_back(w);
-  };
-  for (size_t i = 0; i < subs.size(); ++i) add(subs[i], "sub " + std::to_string(i));
-  for (size_t i = 0; i < chips.size(); ++i) add(chips[i], "chip " + std::to_string(i));
-  for (auto& w : workers_) {
-    WorkerStats ws;
-    ws.name = w.name;
-    stats_.push_back(ws);
   }
+  graph_.add_observer(&stats_);
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -113,7 +117,10 @@ void Scheduler::report_birth(TaskKind kind, uint32_t index) {
 void Scheduler::cancelled(SlotIndex s, TaskId id) {
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    cancels_.push_back(QueuedTask{s, id});
+    ReadyEntry e;
+    e.slot = s;
+    e.id = id;
+    cancels_.push_back(e);
   }
   bell_.ring();
 }
@@ -125,11 +132,6 @@ void Scheduler::sweep_cancelled(bool stop_running) {
     stop_running_ |= stop_running;
   }
   bell_.ring();
-}
-
-std::vector<WorkerStats> Scheduler::worker_stats() const {
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  return stats_;
 }
 
 void Scheduler::loop() {
@@ -144,7 +146,7 @@ void Scheduler::loop() {
     progress |= take_cancels();
     progress |= check_deadlines();
     progress |= dispatch();
-    depth_.store(queues_.depth(), std::memory_order_relaxed);
+    depth_.store(ready_.depth() + (has_head_ ? 1 : 0), std::memory_order_relaxed);
     // Spin briefly only right after useful work: a busy pipeline hands the
     // next completion over without a wake-up, an idle Worker sleeps at once.
     if (!progress) bell_.wait(ticket, recently_busy ? kSpins : 0, ns_to_next_deadline());
@@ -176,8 +178,7 @@ bool Scheduler::take_births() {
     w.restarting = false;
     w.took_task = false;
     restarts_.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_[i].alive = true;
+    for (ScheduleObserver* o : graph_.observers()) o->worker_born(i);
   }
   return true;
 }
@@ -194,10 +195,7 @@ bool Scheduler::take_deaths() {
     if (!w.alive) continue;
     w.alive = false;
     w.reserved_by = -1;
-    {
-      std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_[d.first].alive = false;
-    }
+    for (ScheduleObserver* o : graph_.observers()) o->worker_died(d.first);
     if (w.busy) {
       TaskResult r;
       // A child that finished its task and then died delivers the result.
@@ -222,7 +220,7 @@ bool Scheduler::take_deaths() {
 }
 
 bool Scheduler::take_cancels() {
-  std::vector<QueuedTask> cancels;
+  std::vector<ReadyEntry> cancels;
   bool sweep, stop_running;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
@@ -232,7 +230,7 @@ bool Scheduler::take_cancels() {
     stop_running = stop_running_;
     sweep_ = stop_running_ = false;
   }
-  for (const QueuedTask& c : cancels) {
+  for (const ReadyEntry& c : cancels) {
     TaskSlot& t = graph_.slot(c.slot);
     if (t.id.load(std::memory_order_relaxed) != c.id) continue;
     // Only this thread moves a task out of pending or ready, so what the
@@ -252,27 +250,19 @@ bool Scheduler::take_cancels() {
 }
 
 bool Scheduler::sweep_queues() {
-  bool any = false;
-  queues_.for_each([&](std::deque<QueuedTask>& q) {
-    std::deque<QueuedTask> keep;
-    std::vector<QueuedTask> drop;
-    for (const QueuedTask& e : q) {
-      const TaskSlot& t = graph_.slot(e.slot);
-      bool live = t.id.load(std::memory_order_relaxed) == e.id && t.state.load() == TaskState::Ready;
-      if (live && !is_cancelled(t))
-        keep.push_back(e);
-      else if (live)
-        drop.push_back(e);
-    }
-    q.swap(keep);
-    for (const QueuedTask& e : drop) {
-      for (auto& w : workers_)
-        if (w.reserved_by == static_cast<int64_t>(e.slot)) w.reserved_by = -1;
-      finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
-      any = true;
-    }
+  std::vector<ReadyEntry> drop;
+  ready_.remove_if([&](const ReadyEntry& e) {
+    if (stale(e)) return true;  // nothing to finish
+    if (!is_cancelled(graph_.slot(e.slot))) return false;
+    drop.push_back(e);
+    return true;
   });
-  return any;
+  if (has_head_ && !stale(head_) && is_cancelled(graph_.slot(head_.slot))) {
+    drop.push_back(head_);
+    drop_group_head();
+  }
+  for (const ReadyEntry& e : drop) finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
+  return !drop.empty();
 }
 
 void Scheduler::kill_cancelled_running() {
@@ -344,14 +334,9 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
     --n_deadlines_;
   }
   bool killed = w.killing && died;
-  {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_[wi].busy = false;
-    stats_[wi].running = kNoTask;
-    stats_[wi].busy_seconds += std::chrono::duration<double>(Clock::now() - w.started).count();
-    stats_[wi].tasks += 1;
-  }
   TaskSlot& t = graph_.slot(s);
+  int64_t busy_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - w.started).count();
+  for (ScheduleObserver* o : graph_.observers()) o->member_done(t, wi, w.member, busy_ns);
   if (!died) w.crashes = 0;
   if (r.ok && !died) {
     if (w.member == 0) t.value = std::move(r.value);
@@ -453,38 +438,36 @@ void Scheduler::settle(std::vector<SlotIndex>& work) {
 
 void Scheduler::route(SlotIndex s) {
   TaskSlot& t = graph_.slot(s);
-  graph_.mark_ready(s);
-  QueuedTask e{s, t.id.load(std::memory_order_relaxed)};
-  switch (t.kind) {
-    case TaskKind::Sub: queues_.sub.push_back(e); break;
-    case TaskKind::Chip:
-      if (t.target >= static_cast<int32_t>(num_chips())) {
-        Outcome o;
-        o.ok = false;
-        o.failure.kind = FailureKind::WorkerDied;
-        o.failure.message = "chip " + std::to_string(t.target) + " does not exist";
-        finish(s, std::move(o));
-      } else if (t.target >= 0) {
-        queues_.directed[t.target].push_back(e);
-      } else {
-        queues_.any_chip.push_back(e);
-      }
-      break;
-    case TaskKind::Group: queues_.groups.push_back(e); break;
+  if (t.kind == TaskKind::Chip && t.target >= static_cast<int32_t>(num_chips())) {
+    Outcome o;
+    o.ok = false;
+    o.failure.kind = FailureKind::WorkerDied;
+    o.failure.message = "chip " + std::to_string(t.target) + " does not exist";
+    finish(s, std::move(o));
+    return;
   }
+  graph_.mark_ready(s);
+  for (ScheduleObserver* o : graph_.observers()) o->ready(t);
+  ReadyEntry e;
+  e.slot = s;
+  e.id = t.id.load(std::memory_order_relaxed);
+  e.kind = t.kind;
+  e.target = t.kind == TaskKind::Chip ? t.target : -1;
+  e.cost = t.kind == TaskKind::Group ? static_cast<uint32_t>(t.members.size()) : 1;
+  e.session = t.session_id;
+  ready_.set_weight(e.session, t.session->weight());
+  ready_.push(e);
 }
 
-bool Scheduler::claim_head(std::deque<QueuedTask>& q) {
-  QueuedTask e = q.front();
+bool Scheduler::stale(const ReadyEntry& e) const {
+  const TaskSlot& t = graph_.slot(e.slot);
+  return t.id.load(std::memory_order_relaxed) != e.id || t.state.load(std::memory_order_acquire) != TaskState::Ready;
+}
+
+bool Scheduler::claim(const ReadyEntry& e) {
+  if (stale(e)) return false;  // finished while queued (cancelled)
   TaskSlot& t = graph_.slot(e.slot);
-  if (t.id.load(std::memory_order_relaxed) != e.id || t.state.load(std::memory_order_acquire) != TaskState::Ready) {
-    q.pop_front();  // finished while queued (cancelled): a stale entry
-    return false;
-  }
   if (t.session->cancelled(e.id) || !graph_.try_start(e.slot)) {
-    q.pop_front();
-    for (auto& w : workers_)
-      if (w.reserved_by == static_cast<int64_t>(e.slot)) w.reserved_by = -1;
     finish(e.slot, graph_.not_run(kNoTask, cancel_reason(t)));
     return false;
   }
@@ -513,11 +496,7 @@ void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, u
     w.deadline = w.started + std::chrono::milliseconds(t.timeout_ms);
     ++n_deadlines_;
   }
-  {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_[wi].busy = true;
-    stats_[wi].running = t.id.load(std::memory_order_relaxed);
-  }
+  for (ScheduleObserver* o : graph_.observers()) o->started(t, wi, member);
   w.ep->post(d);
 }
 
@@ -525,18 +504,21 @@ bool Scheduler::live_chip(int32_t c) const {
   return c >= 0 && static_cast<uint32_t>(c) < num_chips() && usable(workers_[chip_worker(c)]);
 }
 
-void Scheduler::fail_queue(std::deque<QueuedTask>& q, const std::string& why) {
-  while (!q.empty()) {
-    QueuedTask e = q.front();
-    q.pop_front();
-    const TaskSlot& t = graph_.slot(e.slot);
-    if (t.id.load(std::memory_order_relaxed) != e.id || t.state.load() != TaskState::Ready) continue;
+bool Scheduler::fail_queued(const std::function<bool(const ReadyEntry&)>& which, const std::string& why) {
+  std::vector<ReadyEntry> doomed;
+  ready_.remove_if([&](const ReadyEntry& e) {
+    if (!which(e)) return false;
+    if (!stale(e)) doomed.push_back(e);
+    return true;
+  });
+  for (const ReadyEntry& e : doomed) {
     Outcome o;
     o.ok = false;
     o.failure.kind = FailureKind::WorkerDied;
     o.failure.message = why;
     finish(e.slot, std::move(o));
   }
+  return !doomed.empty();
 }
 
 // Work that no live worker can ever run fails instead of waiting forever.
@@ -548,36 +530,39 @@ bool Scheduler::fail_unrunnable() {
     for (auto& w : workers_) w.restarting = false;
   bool sub_alive = false, chip_alive = false;
   for (uint32_t i = 0; i < workers_.size(); ++i) (i < n_subs_ ? sub_alive : chip_alive) |= usable(workers_[i]);
-  if (!sub_alive && !queues_.sub.empty()) {
-    fail_queue(queues_.sub, "no live sub-worker is left to run this task");
-    any = true;
-  }
-  if (!chip_alive && !queues_.any_chip.empty()) {
-    fail_queue(queues_.any_chip, "no live chip is left to run this task");
-    any = true;
-  }
+  if (!sub_alive && ready_.has_sub())
+    any |= fail_queued([](const ReadyEntry& e) { return e.kind == TaskKind::Sub; },
+                       "no live sub-worker is left to run this task");
+  if (!chip_alive && ready_.has_any_chip())
+    any |= fail_queued([](const ReadyEntry& e) { return e.kind == TaskKind::Chip && e.target < 0; },
+                       "no live chip is left to run this task");
   for (uint32_t c = 0; c < num_chips(); ++c)
-    if (!usable(workers_[chip_worker(c)]) && !queues_.directed[c].empty()) {
-      fail_queue(queues_.directed[c], "chip " + std::to_string(c) + " is dead; the task was directed to it");
-      any = true;
-    }
+    if (!usable(workers_[chip_worker(c)]) && ready_.has_directed(c))
+      any |= fail_queued(
+          [c](const ReadyEntry& e) { return e.kind == TaskKind::Chip && e.target == static_cast<int32_t>(c); },
+          "chip " + std::to_string(c) + " is dead; the task was directed to it");
   return any;
+}
+
+void Scheduler::drop_group_head() {
+  for (auto& w : workers_)
+    if (w.reserved_by == static_cast<int64_t>(head_.slot)) w.reserved_by = -1;
+  has_head_ = false;
 }
 
 bool Scheduler::dispatch_groups() {
   bool any = false;
-  while (!queues_.groups.empty()) {
-    SlotIndex g = queues_.groups.front().slot;
-    {
-      const TaskSlot& head = graph_.slot(g);
-      if (head.id.load(std::memory_order_relaxed) != queues_.groups.front().id ||
-          head.state.load(std::memory_order_acquire) != TaskState::Ready) {
-        queues_.groups.pop_front();  // stale
-        for (auto& w : workers_)
-          if (w.reserved_by == g) w.reserved_by = -1;
-        continue;
-      }
+  for (;;) {
+    if (!has_head_) {
+      if (!ready_.pop_group(&head_)) return any;
+      has_head_ = true;
     }
+    if (stale(head_)) {  // finished (cancelled) while waiting for chips
+      drop_group_head();
+      any = true;
+      continue;
+    }
+    SlotIndex g = head_.slot;
     TaskSlot& t = graph_.slot(g);
     uint32_t n = static_cast<uint32_t>(t.members.size());
     std::vector<int32_t> chips;
@@ -593,9 +578,7 @@ bool Scheduler::dispatch_groups() {
         dead = "the group needs " + std::to_string(n) + " chips but only " + std::to_string(live) + " are alive";
     }
     if (!dead.empty()) {
-      for (auto& w : workers_)
-        if (w.reserved_by == g) w.reserved_by = -1;
-      queues_.groups.pop_front();
+      drop_group_head();
       Outcome o;
       o.ok = false;
       o.failure.kind = FailureKind::WorkerDied;
@@ -604,14 +587,15 @@ bool Scheduler::dispatch_groups() {
       any = true;
       continue;
     }
+    int64_t me = static_cast<int64_t>(g);
     if (chips.empty()) {
       // Keep chips already reserved, then reserve more idle ones.
       for (uint32_t c = 0; c < num_chips(); ++c)
-        if (workers_[chip_worker(c)].reserved_by == g) chips.push_back(static_cast<int32_t>(c));
+        if (workers_[chip_worker(c)].reserved_by == me) chips.push_back(static_cast<int32_t>(c));
       for (uint32_t c = 0; c < num_chips() && chips.size() < n; ++c) {
         Worker& w = workers_[chip_worker(c)];
         if (w.alive && !w.busy && w.reserved_by == -1) {
-          w.reserved_by = g;
+          w.reserved_by = me;
           chips.push_back(static_cast<int32_t>(c));
         }
       }
@@ -620,55 +604,44 @@ bool Scheduler::dispatch_groups() {
       bool all_idle = true;
       for (int32_t c : chips) {
         Worker& w = workers_[chip_worker(c)];
-        if (w.alive && !w.busy && w.reserved_by == -1) w.reserved_by = g;
-        all_idle &= w.alive && !w.busy && w.reserved_by == g;
+        if (w.alive && !w.busy && w.reserved_by == -1) w.reserved_by = me;
+        all_idle &= w.alive && !w.busy && w.reserved_by == me;
       }
       if (!all_idle) return any;
     }
-    if (!claim_head(queues_.groups)) {
-      any = true;
-      continue;
-    }
-    queues_.groups.pop_front();
+    ReadyEntry head = head_;
+    drop_group_head();
+    any = true;
+    if (!claim(head)) continue;
     uint32_t barrier = static_cast<uint32_t>(chips[0]);
     barriers_[barrier].arm(n);
     t.running_on.clear();
     for (int32_t c : chips) t.running_on.push_back(chip_worker(c));
     for (uint32_t i = 0; i < n; ++i) post(chip_worker(chips[i]), g, i, i, n, barrier);
-    any = true;
   }
-  return any;
 }
 
 bool Scheduler::dispatch() {
   bool any = fail_unrunnable();
-  for (uint32_t i = 0; i < n_subs_ && !queues_.sub.empty(); ++i) {
+  ReadyEntry e;
+  for (uint32_t i = 0; i < n_subs_ && ready_.has_sub(); ++i) {
     Worker& w = workers_[i];
     if (!w.alive || w.busy) continue;
-    while (!queues_.sub.empty() && !claim_head(queues_.sub)) any = true;
-    if (queues_.sub.empty()) break;
-    SlotIndex s = queues_.sub.front().slot;
-    queues_.sub.pop_front();
-    post(i, s, 0, 0, 1, 0);
-    any = true;
+    while (ready_.pop_sub(&e)) {
+      any = true;
+      if (!claim(e)) continue;
+      post(i, e.slot, 0, 0, 1, 0);
+      break;
+    }
   }
   any |= dispatch_groups();
   for (uint32_t c = 0; c < num_chips(); ++c) {
     Worker& w = workers_[chip_worker(c)];
     if (!w.alive || w.busy || w.reserved_by != -1) continue;
-    for (;;) {
-      std::deque<QueuedTask>* q = !queues_.directed[c].empty() ? &queues_.directed[c]
-                                  : !queues_.any_chip.empty()  ? &queues_.any_chip
-                                                               : nullptr;
-      if (q == nullptr) break;
-      if (!claim_head(*q)) {
-        any = true;
-        continue;
-      }
-      SlotIndex s = q->front().slot;
-      q->pop_front();
-      post(chip_worker(c), s, 0, 0, 1, c);
+    while (ready_.pop_chip(c, &e)) {
       any = true;
+      if (!claim(e)) continue;
+      post(chip_worker(c), e.slot, 0, 0, 1, c);
       break;
     }
   }

@@ -6,10 +6,11 @@
 // and the thread sleeps only after a pass that found nothing to do — at most
 // until the nearest task timeout. There is no other timed polling.
 //
-// Workers are numbered subs first, then chips. A group task is dispatched
-// only when it holds N idle chips at once; the head of the group queue
-// reserves idle chips until it has enough, so groups are not starved by
-// single-chip work.
+// Workers are numbered subs first, then chips. Ready tasks wait in the
+// ReadySet, which decides between sessions (weighted round robin). A group
+// task is dispatched only when it holds N idle chips at once; the one group
+// at the head (across all sessions) reserves idle chips until it has enough,
+// so groups are not starved by single-chip work.
 //
 // Watchdogs: a task past its timeout, and a cancelled task still running
 // after its grace, has its worker killed through the kill hook; the death
@@ -28,19 +29,11 @@
 #include "common/distributed/doorbell.h"
 #include "common/distributed/endpoint.h"
 #include "common/distributed/group_barrier.h"
-#include "common/distributed/ready_queues.h"
+#include "common/distributed/ready_set.h"
+#include "common/distributed/stats_collector.h"
 #include "common/distributed/task_graph.h"
 
 namespace tierflow {
-
-struct WorkerStats {
-  std::string name;
-  bool alive = true;
-  bool busy = false;
-  double busy_seconds = 0;
-  uint64_t tasks = 0;
-  TaskId running = kNoTask;  // the task on this worker now
-};
 
 class Scheduler {
  public:
@@ -78,7 +71,7 @@ class Scheduler {
   uint64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
   uint32_t num_subs() const { return n_subs_; }
   uint32_t num_chips() const { return static_cast<uint32_t>(workers_.size()) - n_subs_; }
-  std::vector<WorkerStats> worker_stats() const;
+  std::vector<WorkerStats> worker_stats() const { return stats_.workers(); }
   uint64_t queue_depth() const { return depth_.load(std::memory_order_relaxed); }
   uint64_t retried() const { return retried_.load(std::memory_order_relaxed); }
 
@@ -116,16 +109,19 @@ class Scheduler {
   bool sweep_queues();
   void kill_cancelled_running();
   int64_t ns_to_next_deadline() const;
-  // Pops q's head if it can run; a stale or cancelled head is dropped (and
-  // the cancelled task finished) and false returned.
-  bool claim_head(std::deque<QueuedTask>& q);
+  // Whether a popped entry may run now: false for a stale one (its task
+  // finished while queued) and for a cancelled one (then finished here).
+  bool claim(const ReadyEntry& e);
+  bool stale(const ReadyEntry& e) const;
+  void drop_group_head();
   void post(uint32_t w, SlotIndex s, uint32_t member, uint32_t rank, uint32_t size, uint32_t barrier);
   void member_done(uint32_t w, TaskResult&& result, bool died, const std::string& why);
   void kill_worker(uint32_t w, FailureKind kind, std::string reason);
   void finish(SlotIndex s, Outcome&& o);
   void settle(std::vector<SlotIndex>& work);
   void route(SlotIndex s);
-  void fail_queue(std::deque<QueuedTask>& q, const std::string& why);
+  // Fails every queued task `which` selects, as worker_died with `why`.
+  bool fail_queued(const std::function<bool(const ReadyEntry&)>& which, const std::string& why);
   bool is_cancelled(const TaskSlot& t) const;
   std::string cancel_reason(const TaskSlot& t) const;
   bool live_chip(int32_t c) const;
@@ -137,7 +133,9 @@ class Scheduler {
   GroupBarrier* barriers_;
   std::vector<Worker> workers_;
   uint32_t n_subs_;
-  ReadyQueues queues_;
+  ReadySet ready_;
+  ReadyEntry head_;        // the group reserving chips, if has_head_
+  bool has_head_ = false;
   std::vector<SlotIndex> work_;  // scratch for settle()
   uint32_t n_deadlines_ = 0;
 
@@ -145,14 +143,13 @@ class Scheduler {
   std::vector<SlotIndex> inbox_;
   std::vector<std::pair<uint32_t, std::string>> deaths_;
   std::vector<uint32_t> births_;
-  std::vector<QueuedTask> cancels_;
+  std::vector<ReadyEntry> cancels_;
   bool sweep_ = false, stop_running_ = false;
   std::function<void(uint32_t)> respawn_, kill_;
   std::atomic<bool> no_respawn_{false};
   std::atomic<uint64_t> restarts_{0};
 
-  mutable std::mutex stats_mu_;
-  std::vector<WorkerStats> stats_;
+  StatsCollector stats_;
   std::atomic<uint64_t> depth_{0};
   std::atomic<uint64_t> retried_{0};
 

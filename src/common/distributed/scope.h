@@ -1,7 +1,7 @@
 // ScopeStack: the open scopes of one submitter. Each task submitted inside a
 // scope holds one reference that is dropped when the scope ends, so the
 // scope's finished work is retired together; ending a scope never blocks.
-// Only the submitting thread touches a ScopeStack.
+// Not thread-safe by itself: its Orchestrator guards it with a mutex.
 #pragma once
 #include <cstdint>
 #include <utility>

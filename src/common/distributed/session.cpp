@@ -1,12 +1,32 @@
 #include "common/distributed/session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
+#include <thread>
 
 namespace tierflow {
 
-Session::Session(uint32_t id, std::string name, TaskGraph& graph, Orchestrator::ReadySink sink, size_t payload_limit)
-    : id_(id), name_(std::move(name)), orchestrator_(graph, *this, std::move(sink), payload_limit) {}
+Session::Session(uint32_t id, std::string name, TaskGraph& graph, Orchestrator::ReadySink sink, size_t payload_limit,
+                 uint32_t weight)
+    : id_(id), name_(std::move(name)), weight_(weight == 0 ? 1 : weight),
+      orchestrator_(graph, *this, std::move(sink), payload_limit) {}
+
+void Session::enter_submit() {
+  // seq_cst pairs with close_submits(): either the closer sees this submit
+  // in flight (and waits for it), or this submit sees the session closed.
+  in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  if (closed_.load(std::memory_order_seq_cst)) {
+    in_flight_.fetch_sub(1, std::memory_order_release);
+    throw SessionClosed("session '" + name_ + "' is closed");
+  }
+}
+
+void Session::close_submits() {
+  closed_.store(true, std::memory_order_seq_cst);
+  // A submit blocked on the window sees the flag at its next slice and leaves.
+  while (in_flight_.load(std::memory_order_seq_cst) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 void Session::on_submit() {
   submitted_.fetch_add(1, std::memory_order_relaxed);
@@ -158,6 +178,9 @@ SessionCounters Session::counters() const {
   c.completed = completed_.load(std::memory_order_relaxed);
   c.failed = failed_.load(std::memory_order_relaxed);
   c.outstanding = outstanding_.load(std::memory_order_relaxed);
+  c.queued = static_cast<uint64_t>(std::max<int64_t>(0, queued_.load(std::memory_order_relaxed)));
+  c.running = static_cast<uint64_t>(std::max<int64_t>(0, running_.load(std::memory_order_relaxed)));
+  c.busy_seconds = static_cast<double>(busy_ns_.load(std::memory_order_relaxed)) * 1e-9;
   return c;
 }
 

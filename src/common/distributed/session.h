@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -29,18 +30,36 @@
 namespace tierflow {
 
 struct SessionCounters {
-  uint64_t submitted = 0, completed = 0, failed = 0, outstanding = 0;
+  uint64_t submitted = 0, completed = 0, failed = 0, outstanding = 0, queued = 0, running = 0;
+  double busy_seconds = 0;
+};
+
+// Thrown by a submit to a session that is closing or closed.
+class SessionClosed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class Session {
  public:
-  Session(uint32_t id, std::string name, TaskGraph& graph, Orchestrator::ReadySink sink, size_t payload_limit);
+  Session(uint32_t id, std::string name, TaskGraph& graph, Orchestrator::ReadySink sink, size_t payload_limit,
+          uint32_t weight = 1);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   uint32_t id() const { return id_; }
   const std::string& name() const { return name_; }
+  uint32_t weight() const { return weight_; }
   Orchestrator& orchestrator() { return orchestrator_; }
+
+  // A submit runs between enter_submit() and exit_submit(); enter_submit()
+  // throws SessionClosed once close_submits() was called. close_submits()
+  // returns when no submit is in flight any more, so everything submitted
+  // is counted by the time the session waits for it.
+  void enter_submit();
+  void exit_submit() { in_flight_.fetch_sub(1, std::memory_order_release); }
+  void close_submits();
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
 
   // TaskGraph: a task of this session was submitted / has finished. A failed
   // task's record and a completed task's non-empty return value are kept
@@ -82,15 +101,23 @@ class Session {
   std::vector<TaskId> take_done(int64_t timeout_ms, const std::function<void()>& on_slice);
 
   SessionCounters counters() const;
+  // StatsCollector (scheduler thread): tasks queued and running, busy time.
+  void note_queued(int64_t delta) { queued_.fetch_add(delta, std::memory_order_relaxed); }
+  void note_running(int64_t delta) { running_.fetch_add(delta, std::memory_order_relaxed); }
+  void note_busy(int64_t ns) { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
 
  private:
   void notify();
 
   const uint32_t id_;
   const std::string name_;
+  const uint32_t weight_;
   Orchestrator orchestrator_;
 
   std::atomic<uint64_t> submitted_{0}, completed_{0}, failed_{0}, outstanding_{0};
+  std::atomic<int64_t> queued_{0}, running_{0}, busy_ns_{0};
+  std::atomic<bool> closed_{false};
+  std::atomic<int32_t> in_flight_{0};
   std::atomic<TaskId> cancel_before_{0};
 
   mutable std::mutex mu_;  // guards everything below

@@ -25,6 +25,7 @@ TaskId TaskGraph::begin(SlotIndex s, Session* session, bool in_scope) {
   TaskSlot& t = slots_[s];
   TaskId id = next_id_.fetch_add(1, std::memory_order_acq_rel);
   t.session = session;
+  t.session_id = session->id();
   t.producers.clear();
   t.members_done = 0;
   t.attempts = 0;
@@ -43,12 +44,14 @@ TaskId TaskGraph::begin(SlotIndex s, Session* session, bool in_scope) {
   t.fanin.store(1, std::memory_order_relaxed);  // wiring guard, dropped by wire()
   t.poisoned_by.store(kNoTask, std::memory_order_relaxed);
   t.claim.store(id, std::memory_order_relaxed);
+  t.observed = 0;
   t.state.store(TaskState::Pending, std::memory_order_relaxed);
   // Publishing the id last (release) lets state_of() tell a reused slot apart.
   t.id.store(id, std::memory_order_release);
   submitted_.fetch_add(1, std::memory_order_relaxed);
   outstanding_.fetch_add(1, std::memory_order_acq_rel);
   session->on_submit();
+  for (ScheduleObserver* o : observers_) o->submitted(t);
   return id;
 }
 
@@ -104,6 +107,7 @@ bool TaskGraph::wire(SlotIndex s) {
       } else if (try_ref(slots_[h.slot])) {
         t.producers.push_back(h.slot);
         carries.push_back(h.carries);
+        for (ScheduleObserver* o : observers_) o->edge(h.task, id, h.carries);
       } else if (h.carries) {
         // Its count reached zero: it finished and is being consumed on another
         // thread, which waits for map_mu_ to retire its entries. The slot
@@ -203,6 +207,7 @@ void TaskGraph::finish(SlotIndex s, Outcome&& o, std::vector<SlotIndex>* ready) 
     fanout.swap(t.fanout);
   }
   (o.ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  for (ScheduleObserver* obs : observers_) obs->finished(t, o.ok);
   for (const FanoutEdge& e : fanout) {
     TaskSlot& cons = slots_[e.consumer];
     if (!o.ok && e.carries) poison(cons, root);
@@ -269,8 +274,10 @@ void TaskGraph::consume(SlotIndex s) {
       }
     if (block_of_alloc_.size() > sweep_at_) sweep_freed_allocations();
   }
+  for (ScheduleObserver* o : observers_) o->consumed(t);
+  uint32_t sid = t.session_id;
   t.state.store(TaskState::Consumed, std::memory_order_release);
-  ring_.release(s);
+  ring_.release(sid, s);
 }
 
 // map_mu_ held. A freed allocation is a new allocation when its memory is

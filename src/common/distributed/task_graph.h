@@ -26,6 +26,7 @@
 #include "common/distributed/arena.h"
 #include "common/distributed/failure.h"
 #include "common/distributed/ring.h"
+#include "common/distributed/schedule_observer.h"
 #include "common/distributed/task_slot.h"
 #include "common/distributed/tensor_map.h"
 
@@ -100,6 +101,10 @@ class TaskGraph {
   // After the level stopped: no task touches the arena any more.
   void drop_arena() { arena_.reset(); }
 
+  // Observers of every transition, added before any task is submitted.
+  void add_observer(ScheduleObserver* o) { observers_.push_back(o); }
+  const std::vector<ScheduleObserver*>& observers() const { return observers_; }
+
  private:
   void consume(SlotIndex s);
   void poison(TaskSlot& t, TaskId root) {
@@ -125,6 +130,7 @@ class TaskGraph {
   std::unordered_map<TaskId, std::shared_ptr<const Failure>> roots_;  // root failures, for their dependents
 
   std::atomic<uint64_t> submitted_{0}, completed_{0}, failed_{0}, outstanding_{0};
+  std::vector<ScheduleObserver*> observers_;
 };
 
 }  // namespace tierflow

@@ -53,8 +53,10 @@ struct TaskSlot {
   std::atomic<int32_t> fanin{0};  // unfinished producers + 1 while being wired
   std::atomic<TaskId> poisoned_by{kNoTask};  // root failure that reaches this task
 
-  // Descriptor (submitting thread, then read-only).
+  // Descriptor (submitting thread, then read-only). `session` is valid until
+  // the task finished; `session_id` for as long as the slot holds the task.
   Session* session = nullptr;
+  uint32_t session_id = 0;
   TaskKind kind = TaskKind::Sub;
   uint32_t callable = 0;
   int32_t target = -1;               // chip index for a directed chip task
@@ -87,6 +89,8 @@ struct TaskSlot {
   };
   std::unique_ptr<AttemptFailure> failed;
   std::string value;  // the pickled return value (of member 0)
+  // StatsCollector's, scheduler thread only: 0 none, 1 counted as queued, 2 as running.
+  mutable uint8_t observed = 0;
 };
 
 }  // namespace tierflow
