@@ -73,7 +73,8 @@ struct PyEngine {
 
 void bind_engine(nb::module_& m) {
   nb::exception<WindowExhausted>(m, "WindowExhausted", PyExc_RuntimeError);
-  nb::exception<SessionClosed>(m, "SessionClosed", PyExc_RuntimeError);
+  // tf.WorkerClosed: a submit that reaches a closing session or Worker.
+  nb::exception<SessionClosed>(m, "WorkerClosed", PyExc_RuntimeError);
 
   nb::class_<ForkServerLink>(m, "ForkServerLink",
                              "The parent's hold on a fork server and its children until an Engine takes them over; "

@@ -24,6 +24,7 @@ from ._handles import KernelHandle, OrchHandle, SubHandle
 from ._task import Task
 from .native import NativeKernel, get_include
 from .orchestrator import Orchestrator
+from .session import Session
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -31,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ALL_COMPLETED", "ArenaExhausted", "BarrierBroken", "ChipContext", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Failure",
     "InvalidWorkerIndex", "KernelHandle", "NativeKernel", "NativeKernelError", "OrchHandle", "Orchestrator",
-    "RemoteTraceback", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
+    "RemoteTraceback", "Session", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
     "WorkerClosed", "WorkerStateError", "as_completed", "get_include", "wait",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pickle
 from typing import Dict, NamedTuple, Optional, Sequence
 
-from ._core import ArenaExhausted, WindowExhausted
+from ._core import ArenaExhausted, WindowExhausted, WorkerClosed
 
 __all__ = [
     "ArenaExhausted", "Failure", "InvalidWorkerIndex", "NativeKernelError", "RemoteTraceback", "TaskError",
@@ -12,8 +12,9 @@ __all__ = [
 ]
 
 
-class WorkerClosed(RuntimeError):
-    """The Worker (or session) was closed; it accepts no more calls."""
+# Raised by the engine itself too, when a submit reaches a closing session.
+WorkerClosed.__doc__ = "The Worker (or session) was closed; it accepts no more calls."
+WorkerClosed.__module__ = "tierflow"
 
 
 class WorkerStateError(RuntimeError):

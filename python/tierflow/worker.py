@@ -32,6 +32,7 @@ from ._errors import ArenaExhausted, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from .native import NativeKernel
 from .orchestrator import Orchestrator
+from .session import Session, check_session_args
 
 log = logging.getLogger("tierflow")
 
@@ -40,6 +41,14 @@ MAX_WINDOW = 1 << 20
 MAX_CHIPS = 1024
 MAX_SUB_WORKERS = 1024
 MAX_ARENA_BYTES = 1 << 44
+
+class _InitAttempt:
+    """One initialisation, which concurrent init() calls share."""
+
+    def __init__(self):
+        self.finished = threading.Event()
+        self.error: Optional[BaseException] = None
+
 
 _live_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()  # running, in this process: closed at exit
 _all_workers: "weakref.WeakSet[Worker]" = weakref.WeakSet()
@@ -60,7 +69,8 @@ def _disown_after_fork() -> None:
     process) so no method, atexit handler or finalizer can act on them."""
     _live_workers.clear()
     for w in list(_all_workers):
-        w._orch._core = None
+        for s in [w._orch, *w._sessions.values()]:
+            s._core = None
         w._engine = None
 
 
@@ -128,7 +138,10 @@ class Worker:
         self._orch_fns: List[Callable] = []
         self._arena: Optional[_core.Arena] = None
         self._engine: Optional[_core.Engine] = None
-        self._orch = Orchestrator(self)
+        self._orch = self._default_session = Session(self, None, "default", 1)
+        self._sessions: Dict[str, Session] = {}  # open sessions other than the default, by name
+        self._attempt_lock = threading.Lock()
+        self._attempt: Optional[_InitAttempt] = None
         _all_workers.add(self)
 
     def __repr__(self) -> str:
@@ -167,6 +180,8 @@ class Worker:
 
     def _live_session(self, orch: Orchestrator) -> "_core.Session":
         self._live_engine()
+        if isinstance(orch, Session):
+            orch._check_session()
         return orch._core
 
     def _submit_session(self, orch: Orchestrator) -> "_core.Session":
@@ -198,8 +213,9 @@ class Worker:
         is an error as for an explicit init()."""
         if not (self._implicit_init and self._state == "running" and self._engine is not None):
             return
-        # The fast submit path does not set _used; the engine's count says it all.
-        if self._used or self._engine.stats()["submitted"]:
+        # The fast submit path does not set _used; the engine's count says it
+        # all. Other sessions' clients count on these children: no re-fork.
+        if self._used or self._sessions or self._engine.stats()["submitted"]:
             return
         engine, self._engine = self._engine, None
         self._orch._core = None
@@ -285,13 +301,36 @@ class Worker:
     # -- lifecycle ------------------------------------------------------
     def init(self) -> "Worker":
         """Maps the shared memory, forks every child, then starts the engine.
-        A failure on the way leaves no process, descriptor or mapping behind."""
+        Initialises once: calls from several threads at once, and later
+        calls, all return this Worker — or all raise the error the one
+        initialisation met. A failure on the way leaves no process,
+        descriptor or mapping behind (a later call tries again)."""
+        with self._attempt_lock:
+            attempt = self._attempt
+            lead = attempt is None or attempt.finished.is_set()
+            if lead:
+                if self._state == "running" and self._engine is not None:
+                    return self
+                attempt = self._attempt = _InitAttempt()
+        if not lead:
+            attempt.finished.wait()
+            if attempt.error is not None:
+                raise attempt.error
+            return self
+        try:
+            self._init_once()
+        except BaseException as e:
+            attempt.error = e
+            raise
+        finally:
+            attempt.finished.set()
+        return self
+
+    def _init_once(self) -> None:
         with self._lock:
             self._check_open()
             if self._state != "new":
-                if self._implicit_init:  # `with` already did it: init() inside the block is harmless
-                    return self
-                raise WorkerStateError(f"{self.name} is already initialised")
+                return
             arena = self._ensure_arena()
             region = _core.SharedRegion(self._subs + self._chips, max(self._chips, 1))
             _forkserver.register_mapping(region)
@@ -318,7 +357,32 @@ class Worker:
             self._server_pid = pid
             self._state = "running"
             _live_workers.add(self)
-        return self
+
+    # -- sessions -------------------------------------------------------
+    def session(self, name: str, weight: int = 1) -> Session:
+        """A new client of this Worker's pool (see tf.Session): its own
+        ready queue served in weighted round robin (weight: its share of
+        turns and of the window), its own scopes, drain, failures and
+        cancellation. Cheap (no process, no memory of its own); any thread,
+        any time after init(). Names are unique among open sessions."""
+        check_session_args(name, weight)
+        with self._lock:
+            engine = self._live_engine()
+            if name == "default" or name in self._sessions:
+                raise ValueError(f"a session named {name!r} is already open on {self.name}; pick another name")
+            s = Session(self, engine.open_session(name, int(weight)), name, int(weight))
+            self._sessions[name] = s
+        return s
+
+    def _forget_session(self, s: Session) -> None:
+        with self._lock:
+            if self._sessions.get(s.name) is s:
+                del self._sessions[s.name]
+
+    def sessions(self) -> List[Session]:
+        """The open sessions, the default one first."""
+        with self._lock:
+            return [self._default_session, *self._sessions.values()]
 
     def close(self, cancel: bool = False) -> None:
         """Waits for everything submitted (with cancel=True: cancels what has
@@ -337,6 +401,10 @@ class Worker:
             session = self._orch._core
             self._engine = None
             self._orch._core = None
+            for s in self._sessions.values():  # the engine closes them all
+                s._closed = True
+                s._core = None
+            self._sessions.clear()
             self._arena = None  # the mapping goes once no array needs it
             _live_workers.discard(self)
         if engine is None:

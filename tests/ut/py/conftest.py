@@ -126,8 +126,8 @@ def register_everywhere(w, fns):
 
 
 def submit_to(w, handles, name, args, where="sub"):
-    """Submits `name` to where="sub" (any sub-worker), "chip" (any chip) or
-    "chip<i>"; returns its Task."""
+    """Submits `name` through `w` (a Worker or a Session) to where="sub" (any
+    sub-worker), "chip" (any chip) or "chip<i>"; returns its Task."""
     if where == "sub":
         return w.submit_sub(handles[name], args)
     return w.submit_next_level(handles["k" + name], args, worker=None if where == "chip" else int(where[4:]))

@@ -131,11 +131,12 @@ def test_close_without_init_is_allowed_and_final(worker_factory):
 
 
 @pytest.mark.timeout(60)
-def test_init_twice_is_a_state_error(worker_factory):
+def test_init_initialises_once_and_later_calls_return_the_worker(worker_factory):
     w = worker_factory(sub_workers=1)
-    w.init()
-    with pytest.raises(tf.WorkerStateError):
-        w.init()
+    assert w.init() is w
+    pids = w.pids()
+    assert w.init() is w
+    assert w.pids() == pids, "a second init() must not fork again"
 
 
 def test_level_4_and_above_is_not_implemented():
@@ -285,8 +286,7 @@ def test_registering_after_init_raises_worker_state_error(make_worker):
     for reg in (wk.register_sub, wk.register_kernel, wk.register_orch, wk.sub, wk.kernel):
         with pytest.raises(tf.WorkerStateError, match="before init"):
             reg(noop)
-    with pytest.raises(tf.WorkerStateError):
-        wk.init()
+    assert wk.init() is wk  # initialised once: later calls are harmless
 
 
 def test_submit_before_init_raises_worker_state_error(make_worker):
@@ -368,11 +368,11 @@ def test_run_calls_orch_fn_with_an_orchestrator_then_drains(make_worker):
     seen = []
 
     def orch(o, args):
-        seen.append((type(o), args))
+        seen.append((isinstance(o, tf.Orchestrator), args))
         with o.scope():
             for _ in range(10):
                 o.submit_sub(inc, tf.TaskArgs().inout(x))
 
     wk.run(orch, "payload")
-    assert seen == [(tf.Orchestrator, "payload")]
+    assert seen == [(True, "payload")]
     assert np.all(x == 10)
