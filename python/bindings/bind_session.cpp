@@ -39,14 +39,25 @@ TaskArgs rebase(const PyTaskArgs& a, const Arena* arena) {
   return out;
 }
 
+// Submits with the GIL held unless the submit has to wait for a slot: the
+// engine's part takes well under a microsecond, and giving the GIL up for
+// it would make every submit of several Python threads a thread switch.
 nb::object submit(PySession& s, SubmitRequest&& req) {
   TaskKind kind = req.kind;
   uint32_t callable = req.callable;
   std::string name = req.name;
-  std::pair<SlotIndex, TaskId> got;
-  {
-    nb::gil_scoped_release nogil;
-    got = s.session->orchestrator().submit(std::move(req), check_signals);
+  PyThreadState* released = nullptr;
+  struct Reacquire {
+    PyThreadState*& state;
+    ~Reacquire() {
+      if (state != nullptr) PyEval_RestoreThread(state);
+    }
+  } reacquire{released};
+  std::pair<SlotIndex, TaskId> got = s.session->orchestrator().submit(
+      std::move(req), check_signals, [&released] { released = PyEval_SaveThread(); });
+  if (released != nullptr) {
+    PyEval_RestoreThread(released);
+    released = nullptr;
   }
   return make_task(s, got.first, got.second, kind, callable, std::move(name));
 }
@@ -89,7 +100,7 @@ void bind_session(nb::module_& m) {
         int64_t ms = to_ms(timeout);
         Session* sess = s.session.get();
         nb::gil_scoped_release nogil;
-        return sess->wait_until([sess] { return sess->drained(); }, ms, check_signals);
+        return sess->wait_drained(ms, check_signals);
       }, "timeout"_a.none(), "Waits for every task of the session; False on timeout")
       .def("take_failures", [](PySession& s) {
         nb::list out;

@@ -78,7 +78,7 @@ void bind_task(nb::module_& m) {
         SlotIndex slot = t.slot;
         TaskId id = t.id;
         nb::gil_scoped_release nogil;
-        return t.session->wait_until([&g, slot, id] { return g.task_finished(slot, id); }, ms, check_signals);
+        return t.session->wait_task(id, [&g, slot, id] { return g.task_finished(slot, id); }, ms, check_signals);
       }, "timeout"_a.none())
       .def("_failure", [](const PyTask& t) -> nb::object {
         auto f = t.session->failure_of(t.id);
@@ -100,7 +100,7 @@ void bind_task(nb::module_& m) {
         SlotIndex slot = t.slot;
         TaskId id = t.id;
         nb::gil_scoped_release nogil;
-        t.session->wait_until([&g, slot, id] { return g.task_finished(slot, id); }, 5000, {});
+        t.session->wait_task(id, [&g, slot, id] { return g.task_finished(slot, id); }, 5000, {});
         return true;
       })
       .def("_watch", [](const PyTask& t) {

@@ -125,8 +125,7 @@ void Engine::close_session(const std::shared_ptr<Session>& session, bool cancel,
   if (cancel) {
     cancel_session(*session, "the session is closing", grace_ms, on_slice);
   } else {
-    Session* sp = session.get();
-    sp->wait_until([sp] { return sp->drained(); }, -1, on_slice);
+    session->wait_drained(-1, on_slice);
   }
   session->orchestrator().end_all_scopes();
   std::lock_guard<std::mutex> lock(sessions_mu_);
@@ -147,20 +146,16 @@ std::vector<std::shared_ptr<Session>> Engine::sessions() const {
 
 void Engine::wait_all(const std::vector<std::shared_ptr<Session>>& sessions, int64_t timeout_ms,
                       const std::function<void()>& on_slice) {
-  for (auto& s : sessions) {
-    Session* sp = s.get();
-    sp->wait_until([sp] { return sp->drained(); }, timeout_ms, on_slice);
-  }
+  for (auto& s : sessions) s->wait_drained(timeout_ms, on_slice);
 }
 
 void Engine::cancel_session(Session& session, const std::string& reason, int64_t grace_ms,
                             const std::function<void()>& on_slice) {
   session.cancel_before(graph_.next_id(), reason);
   scheduler_->sweep_cancelled(false);
-  auto drained = [&session] { return session.drained(); };
-  if (session.wait_until(drained, grace_ms, on_slice)) return;
+  if (session.wait_drained(grace_ms, on_slice)) return;
   scheduler_->sweep_cancelled(true);
-  session.wait_until(drained, 5000, on_slice);
+  session.wait_drained(5000, on_slice);
 }
 
 void Engine::shutdown(bool cancel, int64_t grace_ms, const std::function<void()>& on_slice) {

@@ -34,7 +34,8 @@ void Orchestrator::check_exhausted() const {
                         "); end a scope before submitting more, or pass a larger window to tf.Worker");
 }
 
-std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::function<void()>& on_wait) {
+std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::function<void()>& on_wait,
+                                                  const std::function<void()>& before_block) {
   if (req.members.empty()) throw std::invalid_argument("a task needs at least one member");
   session_.enter_submit();
   struct Exit {
@@ -58,6 +59,7 @@ std::pair<SlotIndex, TaskId> Orchestrator::submit(SubmitRequest req, const std::
   uint32_t sid = session_.id();
   if (!graph_.ring().try_acquire(sid, &s)) {
     check_exhausted();
+    if (before_block) before_block();
     s = graph_.ring().acquire(sid, [&] {
       if (session_.closed()) throw SessionClosed("session '" + session_.name() + "' closed while waiting for a slot");
       check_exhausted();

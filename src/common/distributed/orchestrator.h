@@ -45,11 +45,15 @@ class Orchestrator {
   // `payload_limit`: the most bytes one member's encoded args may take.
   Orchestrator(TaskGraph& graph, Session& session, ReadySink sink, size_t payload_limit);
 
-  // Returns (slot, id). `on_wait` runs every 100 ms while blocked on the
-  // window and may throw (the caller's signal check). Throws
+  // Returns (slot, id). `before_block` runs once, right before the submit
+  // would block on the window (the binding releases the GIL there: a submit
+  // that finds a free slot never gives it up, so threads submitting at once
+  // do not hand the GIL back and forth per task). `on_wait` runs every
+  // 100 ms while blocked and may throw (the caller's signal check). Throws
   // std::invalid_argument for a bad request, WindowExhausted when the
-  // caller's own open scopes hold the whole window.
-  std::pair<SlotIndex, TaskId> submit(SubmitRequest req, const std::function<void()>& on_wait = {});
+  // caller's own open scopes hold all this session can count on.
+  std::pair<SlotIndex, TaskId> submit(SubmitRequest req, const std::function<void()>& on_wait = {},
+                                      const std::function<void()>& before_block = {});
 
   void scope_begin();
   void scope_end();

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -49,17 +50,20 @@ class Ring {
     uint32_t weight = 1;
     uint32_t held = 0;
     uint32_t waiting = 0;
+    std::condition_variable freed;  // its threads wait for a slot on it
   };
   Holder& holder(uint32_t session);
   bool may_take(uint32_t session) const;  // mu_ held
   uint32_t share(uint32_t session) const;  // mu_ held
   SlotIndex take(uint32_t session);        // mu_ held, a slot is free
+  // A freed slot wakes one thread of the session the share rule favours:
+  // waking every waiter for one slot would make them fight over it.
+  void wake_one();                         // mu_ held
 
   const uint32_t window_;
   mutable std::mutex mu_;
-  std::condition_variable freed_;
-  std::vector<SlotIndex> free_;  // LIFO: a recently used slot is warm in cache
-  std::vector<Holder> holders_;  // by session
+  std::vector<SlotIndex> free_;                  // LIFO: a recently used slot is warm in cache
+  std::vector<std::unique_ptr<Holder>> holders_;  // by session
   uint32_t waiters_ = 0;
 };
 

@@ -35,11 +35,13 @@ void Session::on_submit() {
 
 void Session::on_finish(TaskId id, const Failure* failure, std::string&& value) {
   // The task's finished state is stored before this call. Pairs with the
-  // fence in watch(): either watch() sees the task finished, or this sees
-  // the watch.
+  // fences in watch() and wait(): either they see the task finished, or this
+  // sees them waiting.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   bool wanted = watching_.load(std::memory_order_relaxed) != 0;
-  if (failure != nullptr || !value.empty() || wanted) {
+  bool someone_waits_for_it = task_waiters_.load(std::memory_order_relaxed) != 0;
+  bool wake = false;
+  if (failure != nullptr || !value.empty() || wanted || someone_waits_for_it) {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure != nullptr) {
       failures_[id] = *failure;
@@ -51,41 +53,37 @@ void Session::on_finish(TaskId id, const Failure* failure, std::string&& value) 
     if (wanted && watched_.erase(id) != 0) {
       done_.push_back(id);
       watching_.store(watched_.size(), std::memory_order_relaxed);
+      wake |= done_waiters_.load(std::memory_order_relaxed) != 0;
     }
+    wake |= someone_waits_for_it && waited_.count(id) != 0;
   }
   (failure != nullptr ? failed_ : completed_).fetch_add(1, std::memory_order_relaxed);
   // acq_rel: a waiter that reads zero also reads the records stored above.
-  outstanding_.fetch_sub(1, std::memory_order_acq_rel);
-  notify();
+  bool last = outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  wake |= last && drain_waiters_.load(std::memory_order_relaxed) != 0;
+  if (wake) notify();
 }
 
 void Session::notify() {
-  // Waiters register (seq_cst) before they check their condition, so either
-  // they see the new state or we see them and wake them.
-  if (waiters_.load(std::memory_order_seq_cst) == 0) return;
   { std::lock_guard<std::mutex> lock(mu_); }
   cv_.notify_all();
 }
 
-bool Session::wait_until(const std::function<bool()>& done, int64_t timeout_ms,
-                         const std::function<void()>& on_slice, int64_t slice_ms) {
+bool Session::wait(const std::function<bool()>& done, int64_t timeout_ms, const std::function<void()>& on_slice) {
   using clock = std::chrono::steady_clock;
   // A deadline beyond what the clock can hold is no deadline.
   constexpr int64_t kForever = int64_t(100) * 365 * 24 * 3600 * 1000;
+  constexpr auto kSlice = std::chrono::milliseconds(100);
   bool limited = timeout_ms >= 0 && timeout_ms < kForever;
   auto deadline = clock::now() + std::chrono::milliseconds(limited ? timeout_ms : 0);
   std::unique_lock<std::mutex> lock(mu_);
-  waiters_.fetch_add(1, std::memory_order_seq_cst);
-  struct Leave {
-    std::atomic<int>& w;
-    ~Leave() { w.fetch_sub(1, std::memory_order_seq_cst); }
-  } leave{waiters_};
   while (!done()) {
-    auto slice = std::chrono::milliseconds(slice_ms);
+    auto slice = std::chrono::duration_cast<clock::duration>(kSlice);
     if (limited) {
       auto left = deadline - clock::now();
       if (left <= clock::duration::zero()) return false;
-      if (left < slice) slice = std::chrono::duration_cast<std::chrono::milliseconds>(left) + std::chrono::milliseconds(1);
+      if (left < slice) slice = left + std::chrono::milliseconds(1);
     }
     cv_.wait_for(lock, slice);
     if (on_slice && !done()) {
@@ -95,6 +93,41 @@ bool Session::wait_until(const std::function<bool()>& done, int64_t timeout_ms,
     }
   }
   return true;
+}
+
+namespace {
+// Registers a waiter for the lifetime of a wait; seq_cst pairs with the
+// fences in on_finish().
+struct Registered {
+  std::atomic<int>& count;
+  explicit Registered(std::atomic<int>& c) : count(c) {
+    count.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  ~Registered() { count.fetch_sub(1, std::memory_order_seq_cst); }
+};
+}  // namespace
+
+bool Session::wait_drained(int64_t timeout_ms, const std::function<void()>& on_slice) {
+  Registered r(drain_waiters_);
+  return wait([this] { return drained(); }, timeout_ms, on_slice);
+}
+
+bool Session::wait_task(TaskId id, const std::function<bool()>& finished, int64_t timeout_ms,
+                        const std::function<void()>& on_slice) {
+  if (finished()) return true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waited_.insert(id);
+  }
+  bool ok;
+  {
+    Registered r(task_waiters_);
+    ok = wait(finished, timeout_ms, on_slice);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  waited_.erase(waited_.find(id));
+  return ok;
 }
 
 std::vector<Failure> Session::take_failures() {
@@ -166,7 +199,10 @@ bool Session::watch(TaskId id, const std::function<bool()>& is_finished) {
 
 std::vector<TaskId> Session::take_done(int64_t timeout_ms, const std::function<void()>& on_slice) {
   std::vector<TaskId> out;
-  wait_until([&] { return !done_.empty(); }, timeout_ms, on_slice);
+  {
+    Registered r(done_waiters_);
+    wait([&] { return !done_.empty(); }, timeout_ms, on_slice);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   out.swap(done_);
   return out;

@@ -69,11 +69,15 @@ class Session {
   void on_finish(TaskId id, const Failure* failure, std::string&& value);
 
   bool drained() const { return outstanding_.load(std::memory_order_acquire) == 0; }
-  // Waits up to `timeout_ms` (< 0: no limit) for `done()`, re-checking it at
-  // every finish of this session's tasks and every `slice_ms`, between which
-  // it calls `on_slice()` (which may throw, e.g. on a pending signal).
-  bool wait_until(const std::function<bool()>& done, int64_t timeout_ms, const std::function<void()>& on_slice,
-                  int64_t slice_ms = 100);
+  // Waits up to `timeout_ms` (< 0: no limit) until every task of the session
+  // finished / until task `id` (whose `finished()` says so) finished. Every
+  // 100 ms of waiting they call `on_slice()` (which may throw, e.g. on a
+  // pending signal). A finish wakes only the waiters it concerns: a drain
+  // when the count reaches zero, a task's waiters when that task finishes —
+  // so many waiting threads cost the finish path nothing.
+  bool wait_drained(int64_t timeout_ms, const std::function<void()>& on_slice);
+  bool wait_task(TaskId id, const std::function<bool()>& finished, int64_t timeout_ms,
+                 const std::function<void()>& on_slice);
 
   // Failures not yet reported by a drain; each is reported once.
   std::vector<Failure> take_failures();
@@ -108,6 +112,8 @@ class Session {
 
  private:
   void notify();
+  // Waits on cv_ in slices until done() (checked under mu_).
+  bool wait(const std::function<bool()>& done, int64_t timeout_ms, const std::function<void()>& on_slice);
 
   const uint32_t id_;
   const std::string name_;
@@ -130,7 +136,11 @@ class Session {
   std::atomic<size_t> results_held_{0}, watching_{0};
 
   std::condition_variable cv_;
-  std::atomic<int> waiters_{0};
+  // Who waits, so a finish knows whether to wake anyone: threads in
+  // wait_drained, the ids threads wait for in wait_task (a multiset under
+  // mu_, its size mirrored in task_waiters_), a take_done caller.
+  std::atomic<int> drain_waiters_{0}, task_waiters_{0}, done_waiters_{0};
+  std::unordered_multiset<TaskId> waited_;
 };
 
 }  // namespace tierflow

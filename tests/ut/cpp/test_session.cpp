@@ -110,11 +110,18 @@ TEST_P(SessionThreads, WaitersSeeEveryFinishOfConcurrentFinishers) {
     T t = tasks[i];
     watched += r.session.watch(t.id, [&r, t] { return r.graph.task_finished(t.slot, t.id); });
   }
-  std::atomic<int> waited{0};
+  std::atomic<int> waited{0}, waited_tasks{0};
   std::vector<std::thread> ts;
   for (int w = 0; w < threads; ++w)
     ts.emplace_back([&] {
-      if (r.session.wait_until([&] { return r.session.drained(); }, kWaitMs, {})) waited.fetch_add(1);
+      if (r.session.wait_drained(kWaitMs, {})) waited.fetch_add(1);
+    });
+  for (int w = 0; w < threads; ++w)
+    ts.emplace_back([&, w] {
+      // Each waits for one task near the end of its finisher's run.
+      T t = tasks[size_t(w) * kPerThread + kPerThread - 3];
+      if (r.session.wait_task(t.id, [&r, t] { return r.graph.task_finished(t.slot, t.id); }, kWaitMs, {}))
+        waited_tasks.fetch_add(1);
     });
   std::atomic<size_t> seen{0};
   std::thread watcher([&] {
@@ -131,6 +138,7 @@ TEST_P(SessionThreads, WaitersSeeEveryFinishOfConcurrentFinishers) {
   for (auto& t : ts) t.join();
   watcher.join();
   EXPECT_EQ(waited.load(), threads);
+  EXPECT_EQ(waited_tasks.load(), threads);
   EXPECT_EQ(seen.load(), watched);
   EXPECT_EQ(r.session.counters().completed, uint64_t(threads) * kPerThread);
 }

@@ -156,7 +156,7 @@ TEST_P(SessionStress, EverySessionSeesItsOwnSequentialRun) {
         sessions[t]->orchestrator().submit(std::move(req));
       }
       Session* s = sessions[t].get();
-      EXPECT_TRUE(s->wait_until([s] { return s->drained(); }, kWaitMs, {})) << "session " << t << " never drained";
+      EXPECT_TRUE(s->wait_drained(kWaitMs, {})) << "session " << t << " never drained";
     });
   for (auto& th : ts) th.join();
   EXPECT_EQ(r.first_error, "");

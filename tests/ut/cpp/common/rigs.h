@@ -172,7 +172,7 @@ struct LevelRig {
 
   Orchestrator& orch() { return session->orchestrator(); }
   bool drain(int64_t ms = kWaitMs) {
-    return session->wait_until([this] { return session->drained(); }, ms, {});
+    return session->wait_drained(ms, {});
   }
   TaskId submit(SubmitRequest r) { return orch().submit(std::move(r)).second; }
 };
