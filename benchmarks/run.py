@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tierflow as tf  # noqa: E402
 from bench_peer import PeerBench  # noqa: E402
 from bench_tierflow import TierflowBench  # noqa: E402
+import bench_sessions  # noqa: E402
 import limits  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,6 +107,9 @@ def run(reps, quick):
             (lambda: limits.w3_numpy_single_process_s(k=4)) if quick else limits.w3_numpy_single_process_s, reps),
     }
     res["submit_cost_us"] = measure(lambda: submit_cost_us(10_000 if quick else 100_000), reps)
+    res["sessions"] = bench_sessions.run(max(3, reps // 2 + 1) if not quick else reps, quick)
+    print("  sessions: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["sessions"].items()
+                                     if isinstance(v, dict)), flush=True)
     res["bytes_per_live_task"] = bytes_per_live_task(4096 if quick else 65536)
     return res
 
@@ -122,6 +126,15 @@ def ratios(res):
         out[f"w3 {sysname} / numpy single process (x slower)"] = m(wl["w3"][sysname]) / m(lim["w3_numpy_single_process_s"])
         out[f"w4c {sysname} / w4 {sysname} (columns of one matrix vs separate buffers)"] = (
             m(wl["w4c"][sysname]) / m(wl["w4"][sysname]))
+    ss = res["sessions"]
+    out["f1 light p99 wait beside a heavy backlog / alone"] = m(ss["f1_light_p99_beside_heavy_s"]) / m(
+        ss["f1_light_p99_alone_s"])
+    out["f1 light p99 wait beside a heavy backlog - alone, in task durations"] = (
+        m(ss["f1_light_p99_beside_heavy_s"]) - m(ss["f1_light_p99_alone_s"])) / ss["task_s"]
+    out["f2 tasks run, weight 3 / weight 1"] = m(ss["f2_weight_3_to_1_ratio"])
+    out["j1 Jain's index, 4 equal sessions"] = m(ss["j1_jain_index_4_sessions"])
+    out["s1 W1 over 8 sessions on 8 threads / one session"] = m(ss["s1_w1_8_sessions_8_threads"]) / m(
+        ss["s1_w1_one_session"])
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -140,6 +153,11 @@ TARGETS = {
     "w2 tierflow-sub hop / C futex round trip": ("<=", 2.5),
     "w4c tierflow-sub / w4 tierflow-sub (columns of one matrix vs separate buffers)": (">=", 0.5),
     "w4c tierflow-chip / w4 tierflow-chip (columns of one matrix vs separate buffers)": (">=", 0.5),
+    "f1 light p99 wait beside a heavy backlog / alone": ("<=", 2),
+    "f1 light p99 wait beside a heavy backlog - alone, in task durations": ("<=", 2),
+    "f2 tasks run, weight 3 / weight 1": ("within", (2.7, 3.3)),
+    "j1 Jain's index, 4 equal sessions": (">=", 0.95),
+    "s1 W1 over 8 sessions on 8 threads / one session": (">=", 0.8),
 }
 
 
@@ -159,8 +177,10 @@ def table(res, rat):
     lines += ["", "| ratio (same run) | value | target | met |", "|---|---|---|---|"]
     for k, v in rat.items():
         op, t = TARGETS.get(k, ("", None))
-        met = "" if t is None else ("yes" if (v >= t if op == ">=" else v <= t) else "NO")
-        lines.append(f"| {k} | {v:.3g} | {op} {t if t is not None else ''} | {met} |")
+        ok = None if t is None else (t[0] <= v <= t[1] if op == "within" else v >= t if op == ">=" else v <= t)
+        met = "" if ok is None else ("yes" if ok else "NO")
+        shown = f"{t[0]}-{t[1]}" if op == "within" else (t if t is not None else "")
+        lines.append(f"| {k} | {v:.3g} | {op} {shown} | {met} |")
     return "\n".join(lines)
 
 
