@@ -8,15 +8,31 @@ import time
 
 import numpy as np
 
-import tierflow
-
 MiB = 1 << 20
 _SYS_FUTEX = 202 if os.uname().machine == "x86_64" else 98
 _WAIT, _WAKE = 0, 1
 
 
+def _pingpong_library() -> str:
+    """Builds limits/futex_pingpong.c once (it is the benchmarks', not the
+    package's) into a cache next to the results; returns the library path."""
+    import shutil
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(here, "limits", "futex_pingpong.c")
+    out_dir = os.path.join(here, "results", ".build")
+    lib = os.path.join(out_dir, "futex_pingpong.so")
+    if not os.path.exists(lib) or os.path.getmtime(lib) < os.path.getmtime(src):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            raise RuntimeError("the C futex limit needs a C compiler (cc)")
+        os.makedirs(out_dir, exist_ok=True)
+        subprocess.run([cc, "-O2", "-shared", "-fPIC", src, "-o", lib], check=True)
+    return lib
+
+
 def futex_roundtrip_c_ns(iterations=100_000):
-    lib = ctypes.CDLL(os.path.join(os.path.dirname(tierflow.__file__), "_futex_pingpong.so"))
+    lib = ctypes.CDLL(_pingpong_library())
     lib.tf_futex_roundtrip_ns.restype = ctypes.c_double
     lib.tf_futex_roundtrip_ns.argtypes = [ctypes.c_int]
     return lib.tf_futex_roundtrip_ns(iterations)

@@ -6,8 +6,9 @@ Runs W1-W4 and W4c of benchmarks/WORKLOADS.md on tierflow (2 Python
 sub-workers; 2 chips with native kernels) and on ProcessPoolExecutor(2),
 measures the machine's limits in the same run (futex round trip in C and in
 Python, single-process numpy for W3), the Python submit cost and the engine's
-memory per live task, prints a table, and writes benchmarks/results/latest.json
-and benchmarks/results/latest.png. Each figure is the median of the
+memory per live task, and the sessions' fairness (F1, F2, J1, S1), prints a
+table, and writes benchmarks/results/latest.json and latest.png (a --quick run
+writes quick.json and quick.png instead, leaving the recorded run alone). Each figure is the median of the
 repetitions (min and max beside it) after one untimed warm-up; ratios are
 taken pair by pair within this run.
 """
@@ -226,10 +227,13 @@ def main():
     rat = ratios(res)
     res["ratios"] = rat
     os.makedirs(opts.out, exist_ok=True)
-    with open(os.path.join(opts.out, "latest.json"), "w") as f:
+    # A quick run checks that the suite works; its figures are not results,
+    # so it never replaces the recorded latest run.
+    stem = "quick" if opts.quick else "latest"
+    with open(os.path.join(opts.out, f"{stem}.json"), "w") as f:
         json.dump(res, f, indent=2)
     print(table(res, rat))
-    chart(res, os.path.join(opts.out, "latest.png"))
+    chart(res, os.path.join(opts.out, f"{stem}.png"))
     return 0
 
 

@@ -13,7 +13,7 @@ if ! dpkg -s libgtest-dev >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
-$PY -m pip install -q --upgrade "nanobind>=2.4" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis
+$PY -m pip install -q --upgrade "nanobind==3.1.0" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis
 $PY -m pip install -q .
 
 JOBS=$(nproc)

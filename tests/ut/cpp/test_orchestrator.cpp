@@ -443,7 +443,9 @@ TEST(Orchestrator, TakeFailuresReportsEachFailureOnce) {
   std::set<TaskId> ids;
   for (auto& x : f) {
     ids.insert(x.task);
-    if (x.task == c.id) EXPECT_EQ(x.cause, a.id);
+    if (x.task == c.id) {
+      EXPECT_EQ(x.cause, a.id);
+    }
   }
   EXPECT_EQ(ids, (std::set<TaskId>{a.id, b.id, c.id}));
   EXPECT_TRUE(r.session.take_failures().empty());

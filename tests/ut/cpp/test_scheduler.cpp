@@ -205,8 +205,11 @@ TEST(Scheduler, GroupFailsWhenOneMemberFailsAndPeersAreReleased) {
   EXPECT_EQ(f->message, "RuntimeError: rank 1 failed");
   auto where = r.ran(1);
   ASSERT_EQ(where.size(), size_t(kChips));
-  for (auto& w : where)
-    if (w.rank == 1) EXPECT_EQ(f->worker, "chip " + std::to_string(w.worker - kSubs));
+  for (auto& w : where) {
+    if (w.rank == 1) {
+      EXPECT_EQ(f->worker, "chip " + std::to_string(w.worker - kSubs));
+    }
+  }
   // The barrier works again for the next group.
   TaskId ok = r.group(kBarrier, 2, kChips);
   ASSERT_TRUE(r.drain());
@@ -439,7 +442,9 @@ TEST(Scheduler, DeathsOfWorkersThatRanTasksNeverExhaustReplacement) {
   }
   // Now deaths before any task: these count, and replacement stops after 5.
   for (int i = 0; i < 8; ++i) {
-    if (i <= 5) ASSERT_TRUE(r.until([&] { return r.sched->worker_stats()[kSubs].alive; }));
+    if (i <= 5) {
+      ASSERT_TRUE(r.until([&] { return r.sched->worker_stats()[kSubs].alive; }));
+    }
     r.sched->report_death(TaskKind::Chip, 0, "chip 0 died at start");
     ASSERT_TRUE(r.until([&] { return !r.sched->worker_stats()[kSubs].alive || respawns.load() > 8 + i; }));
   }
