@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tierflow as tf  # noqa: E402
 from bench_peer import PeerBench  # noqa: E402
 from bench_tierflow import TierflowBench  # noqa: E402
+import bench_levels  # noqa: E402
 import bench_sessions  # noqa: E402
 import limits  # noqa: E402
 
@@ -111,6 +112,8 @@ def run(reps, quick):
     res["sessions"] = bench_sessions.run(max(3, reps // 2 + 1) if not quick else reps, quick)
     print("  sessions: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["sessions"].items()
                                      if isinstance(v, dict)), flush=True)
+    res["levels"] = bench_levels.run(measure, reps, quick)
+    print("  levels: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["levels"].items()), flush=True)
     res["bytes_per_live_task"] = bytes_per_live_task(4096 if quick else 65536)
     return res
 
@@ -136,6 +139,12 @@ def ratios(res):
     out["j1 Jain's index, 4 equal sessions"] = m(ss["j1_jain_index_4_sessions"])
     out["s1 W1 over 8 sessions on 8 threads / one session"] = m(ss["s1_w1_8_sessions_8_threads"]) / m(
         ss["s1_w1_one_session"])
+    lv = res["levels"]
+    for kernel in ("native", "python"):
+        out[f"l1 L4 hop / L3 W2 chip hop, {kernel} kernels (x slower)"] = m(lv[f"l1_l4_hop_{kernel}_us"]) / m(
+            lv[f"l1_l3_w2_chip_hop_{kernel}_us"])
+    out["l2 L4 fan-out / processpool (x faster)"] = m(lv["l2_l4_fanout_tasks_per_s"]) / m(
+        lv["l2_processpool_tasks_per_s"])
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -159,6 +168,9 @@ TARGETS = {
     "f2 tasks run, weight 3 / weight 1": ("within", (2.7, 3.3)),
     "j1 Jain's index, 4 equal sessions": (">=", 0.95),
     "s1 W1 over 8 sessions on 8 threads / one session": (">=", 0.8),
+    "l1 L4 hop / L3 W2 chip hop, native kernels (x slower)": ("<=", 3),
+    "l1 L4 hop / L3 W2 chip hop, python kernels (x slower)": ("<=", 3),
+    "l2 L4 fan-out / processpool (x faster)": (">=", 10),
 }
 
 

@@ -6,8 +6,8 @@
 #include <memory>
 
 #include "bindings.h"
-#include "common/distributed/arena.h"
-#include "common/distributed/shared_region.h"
+#include "common/distributed/memory/arena.h"
+#include "common/distributed/processes/shared_region.h"
 
 namespace tierflow::py {
 

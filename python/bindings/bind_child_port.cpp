@@ -7,10 +7,10 @@
 #include <memory>
 
 #include "bindings.h"
-#include "common/distributed/arena.h"
-#include "common/distributed/child_port.h"
-#include "common/distributed/native_kernel.h"
-#include "common/distributed/shared_region.h"
+#include "common/distributed/memory/arena.h"
+#include "common/distributed/processes/child_port.h"
+#include "common/distributed/processes/native_kernel.h"
+#include "common/distributed/processes/shared_region.h"
 
 namespace tierflow::py {
 
@@ -23,9 +23,13 @@ struct PyChildPort {
   ChildPort port;
   int32_t chip_id;
   NativeKernelTable native;
+  std::vector<std::shared_ptr<Arena>> ancestors;  // arenas of the levels above: spaces 1, 2, ...
+  std::array<char*, kMaxSpaces> bases{};
   PyChildPort(std::shared_ptr<SharedRegion> r, std::shared_ptr<Arena> a, uint32_t mailbox, int32_t chip)
       : region(checked(std::move(r), mailbox)), arena(std::move(a)),
-        port(region->mailbox(mailbox), region->doorbell(), &region->barrier(0)), chip_id(chip) {}
+        port(region->mailbox(mailbox), region->doorbell(), &region->barrier(0)), chip_id(chip) {
+    bases[0] = arena->base();
+  }
 
   static std::shared_ptr<SharedRegion> checked(std::shared_ptr<SharedRegion> r, uint32_t mailbox) {
     if (mailbox >= r->num_mailboxes())
@@ -40,7 +44,7 @@ struct PyChildPort {
       if (!port.wait(req)) return false;
       tf_kernel_fn fn = native.find(req->callable);
       if (fn == nullptr) return true;
-      port.complete(NativeKernelTable::run(fn, *req, arena->base(), chip_id, &region->barrier(req->barrier)));
+      port.complete(NativeKernelTable::run(fn, *req, bases.data(), chip_id, &region->barrier(req->barrier)));
     }
   }
 };
@@ -55,6 +59,14 @@ void bind_child_port(nb::module_& m) {
       .def("add_native", [](PyChildPort& p, uint32_t callable, const std::string& path, const std::string& symbol) {
         p.native.add(callable, path, symbol);
       }, "callable"_a, "path"_a, "symbol"_a, "Serve `callable` with a C kernel from a shared library")
+      .def("add_ancestor_arena", [](PyChildPort& p, std::shared_ptr<Arena> a) {
+        size_t space = p.ancestors.size() + 1;
+        if (space >= static_cast<size_t>(kMaxSpaces))
+          throw std::invalid_argument("tierflow nests at most " + std::to_string(kMaxSpaces) + " levels of arenas");
+        p.bases[space] = a->base();
+        p.ancestors.push_back(std::move(a));
+      }, "arena"_a, "Maps the arena of the next level up as the next space (1, 2, ...): tensors of tasks sent by a "
+                    "Worker of this process's level may live there")
       .def("wait", [](PyChildPort& p) -> nb::object {
         Request req;
         bool got;
@@ -65,7 +77,7 @@ void bind_child_port(nb::module_& m) {
         if (!got) return nb::none();
         auto* args = new PyTaskArgs();
         args->args = std::move(req.args);
-        args->base = p.arena->base();
+        args->bases = p.bases;
         nb::object a = nb::cast(args, nb::rv_policy::take_ownership);
         return nb::make_tuple(req.callable, req.group_rank, req.group_size, req.barrier, a);
       }, "Blocks until the next request: (callable, rank, size, barrier, TaskArgs), or None to exit")

@@ -14,6 +14,7 @@
 
 #include "bindings.h"
 #include "common/distributed/engine.h"
+#include "common/distributed/processes/local_children.h"
 
 namespace tierflow::py {
 
@@ -93,10 +94,31 @@ void bind_engine(nb::module_& m) {
   nb::class_<PyEngine>(m, "Engine")
       .def("__init__", [](PyEngine* self, uint32_t window, std::shared_ptr<SharedRegion> region,
                           std::shared_ptr<Arena> arena, uint32_t subs, uint32_t chips, ForkServerLink& link,
-                          bool replace_dead) {
-        new (self) PyEngine{std::make_shared<Engine>(window, std::move(region), std::move(arena), subs, chips, link,
-                                                     replace_dead)};
-      }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "link"_a, "replace_dead"_a = true)
+                          bool replace_dead, std::string next_kind, int output_fd, std::string output_path) {
+        // The level's own children are its pool of endpoints.
+        std::unique_ptr<EndpointPool> pool(new LocalChildren(std::move(region), subs, chips, std::move(next_kind),
+                                                             link, OutputTarget{output_fd, std::move(output_path)}));
+        new (self) PyEngine{std::make_shared<Engine>(window, std::move(arena), std::move(pool), replace_dead)};
+      }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "link"_a, "replace_dead"_a = true,
+         "next_kind"_a = "chip", "output_fd"_a = 2, "output_path"_a = "",
+         "Starts a level over its forked children: `chips` next-level workers named `next_kind` i (chips at level "
+         "3); their prefixed output goes to `output_fd`, each name after `output_path`")
+      .def("set_ancestor_arenas", [](PyEngine& e, std::vector<std::shared_ptr<Arena>> arenas) {
+        std::vector<std::pair<const char*, uint64_t>> spans;
+        for (auto& a : arenas) spans.emplace_back(a->base(), a->size());
+        e.get().graph().lent().set_ancestors(std::move(spans));
+      }, "arenas"_a, "The arenas of the levels above, nearest first: their tensors, lent by a running task, are valid "
+                     "task tensors here")
+      .def("lend", [](PyEngine& e, const PyTaskArgs& args) {
+        if (!args.decoded()) throw nb::value_error("lend() takes the TaskArgs of a received task");
+        std::vector<LentView> views;
+        for (const TensorDesc& d : args.args.tensors) {
+          if (d.space + 1 >= kMaxSpaces) throw nb::value_error("tensors nest deeper than tierflow supports");
+          views.push_back(LentView{static_cast<uint8_t>(d.space + 1), d.block, d.lo, d.hi});
+        }
+        e.get().graph().lent().lend(views);
+      }, "args"_a, "Lends the tensors of a task of the level above (received as `args`) to this level until end_loan()")
+      .def("end_loan", [](PyEngine& e) { e.get().graph().lent().end_loan(); })
       .def("set_callable_names", [](PyEngine& e, int kind, std::vector<std::string> names) {
         e.get().graph().set_callable_names(static_cast<TaskKind>(kind), std::move(names));
       }, "kind"_a, "names"_a)

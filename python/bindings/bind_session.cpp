@@ -18,23 +18,43 @@ using namespace nb::literals;
 
 namespace {
 
-// Rebases a builder's absolute addresses on the arena; rejects anything else.
-TaskArgs rebase(const PyTaskArgs& a, const Arena* arena) {
-  if (a.base != nullptr) throw nb::value_error("this TaskArgs came from a running task; build a new one to submit");
+// A submit's tensors as offsets into their arenas (spaces). A builder holds
+// absolute addresses: those in this level's arena become space 0, those in
+// an arena of a level above (lent by its running task, see LentMemory) that
+// level's space; anything else is refused. A TaskArgs an orch function
+// received is already in offsets, one level up: it is passed on as it is.
+TaskArgs rebase(const PyTaskArgs& a, Engine& engine) {
+  const Arena* arena = engine.graph().arena();
   if (arena == nullptr) throw std::logic_error("the Worker is closed");
   TaskArgs out = a.args;
+  LentMemory& lent = engine.graph().lent();
+  if (a.decoded()) {
+    if (lent.num_ancestors() == 0)
+      throw nb::value_error("this TaskArgs came from a running task; build a new one to submit");
+    for (TensorDesc& d : out.tensors) {
+      if (d.space + 1 >= kMaxSpaces) throw nb::value_error("tensors nest deeper than tierflow supports");
+      d.space = static_cast<uint8_t>(d.space + 1);
+    }
+    return out;
+  }
   auto base = reinterpret_cast<uint64_t>(arena->base());
   for (size_t i = 0; i < out.tensors.size(); ++i) {
     TensorDesc& d = out.tensors[i];
+    uint64_t b = base;
     bool inside = d.lo >= base && d.hi <= base + arena->size() && d.offset >= base && d.offset <= base + arena->size();
-    if (!inside)
-      throw nb::value_error(("tensor " + std::to_string(i) +
-                             " is not in this Worker's shared arena; task tensors must be arrays from "
-                             "w.alloc() or w.share() (or views of them): w.share(array) copies one in")
-                                .c_str());
-    d.offset -= base;
-    d.lo -= base;
-    d.hi -= base;
+    if (!inside) {
+      int space = lent.space_of(d.lo, d.hi);
+      if (space == 0)
+        throw nb::value_error(("tensor " + std::to_string(i) +
+                               " is not in this Worker's shared arena; task tensors must be arrays from "
+                               "w.alloc() or w.share() (or views of them): w.share(array) copies one in")
+                                  .c_str());
+      b = lent.base_of(space);
+      d.space = static_cast<uint8_t>(space);
+    }
+    d.offset -= b;
+    d.lo -= b;
+    d.hi -= b;
   }
   return out;
 }
@@ -79,8 +99,7 @@ void bind_session(nb::module_& m) {
         if (retry_on && !retry_on->empty())
           req.retry_on = std::make_shared<const std::vector<std::string>>(std::move(*retry_on));
         req.timeout_ms = to_ms(timeout);
-        Arena* arena = s.engine->graph().arena();
-        for (nb::handle h : members) req.members.push_back(rebase(nb::cast<const PyTaskArgs&>(h), arena));
+        for (nb::handle h : members) req.members.push_back(rebase(nb::cast<const PyTaskArgs&>(h), *s.engine));
         return submit(s, std::move(req));
       }, "kind"_a, "callable"_a, "target"_a, "members"_a, "group_chips"_a, "name"_a, "retries"_a,
          "retry_on"_a.none(), "timeout"_a.none())
@@ -90,7 +109,7 @@ void bind_session(nb::module_& m) {
         req.kind = static_cast<TaskKind>(kind);
         req.callable = callable;
         req.target = target;
-        req.members.push_back(rebase(args, s.engine->graph().arena()));
+        req.members.push_back(rebase(args, *s.engine));
         return submit(s, std::move(req));
       }, "kind"_a, "callable"_a, "target"_a, "args"_a)
       .def("scope_begin", [](PySession& s) { s.session->orchestrator().scope_begin(); })

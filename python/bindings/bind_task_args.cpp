@@ -45,7 +45,7 @@ DType parse_format(const char* fmt, Py_ssize_t itemsize) {
 }
 
 PyTaskArgs& add_tensor(PyTaskArgs& self, nb::handle obj, AccessTag tag) {
-  if (self.base != nullptr) throw std::logic_error("this TaskArgs belongs to a running task; build a new one");
+  if (self.decoded()) throw std::logic_error("this TaskArgs belongs to a running task; build a new one");
   Py_buffer view;
   if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_RECORDS_RO) != 0) {
     PyErr_Clear();
@@ -157,10 +157,21 @@ const TensorDesc& desc_at(const PyTaskArgs& self, int64_t i) {
   return self.args.tensors[static_cast<size_t>(i)];
 }
 
+}  // namespace
+
+char* PyTaskArgs::data_of(const TensorDesc& d) const {
+  if (d.space >= kMaxSpaces || bases[d.space] == nullptr)
+    throw std::logic_error("a task tensor names arena space " + std::to_string(d.space) +
+                           ", which this process does not map");
+  return bases[d.space] + d.offset;
+}
+
+namespace {
+
 nb::object tensor_at(nb::handle self_h, int64_t i) {
   PyTaskArgs& self = nb::cast<PyTaskArgs&>(self_h);
   const TensorDesc& d = desc_at(self, i);
-  if (self.base == nullptr) return self.keep[static_cast<size_t>(i < 0 ? i + self.keep.size() : i)];
+  if (!self.decoded()) return self.keep[static_cast<size_t>(i < 0 ? i + self.keep.size() : i)];
   size_t shape[kMaxDims];
   int64_t strides[kMaxDims];
   for (int k = 0; k < d.ndim; ++k) {
@@ -168,7 +179,7 @@ nb::object tensor_at(nb::handle self_h, int64_t i) {
     strides[k] = d.strides[k] / d.dtype.itemsize();
   }
   nb::dlpack::dtype dt{d.dtype.code, d.dtype.bits, 1};
-  void* data = self.base + d.offset;
+  void* data = self.data_of(d);
   // The owner is the TaskArgs: the arena mapping outlives it in a child.
   if (d.tag == AccessTag::Input)
     return nb::ndarray<nb::numpy, nb::ro>(data, d.ndim, shape, self_h, strides, dt).cast();
@@ -208,7 +219,7 @@ void bind_task_args(nb::module_& m) {
       // scalar; inside a task, read scalar i.
       .def("scalar", [](nb::handle self_h, nb::handle x) -> nb::object {
              PyTaskArgs& s = nb::cast<PyTaskArgs&>(self_h);
-             if (s.base == nullptr) {
+             if (!s.decoded()) {
                add_scalar(s, x);
                return nb::borrow(self_h);
              }

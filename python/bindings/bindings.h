@@ -3,12 +3,13 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "common/distributed/engine.h"
-#include "common/distributed/task_args.h"
+#include "common/distributed/graph/task_args.h"
 
 namespace nb = nanobind;
 
@@ -17,11 +18,15 @@ namespace tierflow::py {
 // tf.TaskArgs. Two roles: a builder in the submitting process (tensor
 // descriptors hold absolute addresses; `keep` holds the arrays until submit
 // has pinned their arena blocks), and a view of a received task inside a
-// child (descriptors hold arena offsets; `base` is the arena in this process).
+// child (descriptors hold offsets into the arena of their space; `bases`
+// are those arenas in this process).
 struct PyTaskArgs {
   TaskArgs args;
   std::vector<nb::object> keep;
-  char* base = nullptr;  // non-null: decoded in a child
+  std::array<char*, kMaxSpaces> bases{};  // bases[0] non-null: decoded in a child
+  bool decoded() const { return bases[0] != nullptr; }
+  // Tensor i's data in this process; throws if its arena is not mapped here.
+  char* data_of(const TensorDesc& d) const;
 };
 
 // One session of an engine, as Python holds it. The shared_ptr keeps the

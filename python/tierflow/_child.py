@@ -1,4 +1,6 @@
-"""The body of a forked child process: a chip or a sub-worker.
+"""The body of a forked child process: a chip, a sub-worker, or a
+next-level worker of a level-N Worker (N >= 4), which runs a whole
+level-(N-1) Worker built from its template and serves orch functions.
 
 A child never returns into the parent's code: it serves requests from its
 mailbox until asked to exit, then leaves with os._exit so no atexit handler,
@@ -25,6 +27,11 @@ from . import _core
 from .native import NativeKernel
 
 _PR_SET_PDEATHSIG = 1
+
+# Where nested levels' children write their prefixed output: the top
+# level's stderr, kept open (as this descriptor) by every next-level child
+# and fork server below it. None at the top level, whose own stderr it is.
+root_out_fd: Optional[int] = None
 _MAX_LINE = 8 * 1024          # a longer traceback line keeps its head and tail
 _MAX_PICKLED_EXCEPTION = 16 * 1024
 
@@ -80,7 +87,7 @@ def close_fds_except(keep: Iterable[int]) -> None:
     """Closes every descriptor above stderr that is not in `keep`, and puts
     /dev/null on stdin: a forked tierflow process holds nothing of its
     parent's (a pipe to another program would never reach EOF)."""
-    keep_sorted = sorted({fd for fd in keep if fd > 2})
+    keep_sorted = sorted({fd for fd in keep if fd is not None and fd > 2})
     top = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     top = top if 0 < top < (1 << 30) else (1 << 20)
     lo = 3
@@ -163,20 +170,42 @@ def _value_bytes(value, limit: int) -> bytes:
     return data
 
 
-def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, arena,
-               callables: List[Callable], output: str, pipe_w: int) -> None:
+def reply(port: "_core.ChildPort", data: bytes, failure: Optional[Tuple[bytes, bytes, bytes, bytes]]) -> None:
+    """Answers one request, after the task's output is flushed: its pickled
+    value, or its failure record."""
+    _flush()
+    if failure is None:
+        port.complete(data)
+    else:
+        port.fail(*failure)
+
+
+def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, arena, ancestors: List,
+               callables: List[Callable], output: str, pipe_w: int, template=None, out_path: str = "") -> None:
     """Runs in the forked child; never returns."""
+    global root_out_fd
     code = 0
     try:
         die_with_parent(parent_pid)
         gc.enable()  # off in the fork server; tasks run with the usual collector
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops its children itself
-        close_fds_except([pipe_w] if pipe_w >= 0 else [])
+        if template is not None and root_out_fd is None:
+            root_out_fd = os.dup(2)  # the top level's stderr, for the nested levels' output
+        close_fds_except(([pipe_w] if pipe_w >= 0 else []) + ([root_out_fd] if template is not None else []))
+        if template is None:
+            root_out_fd = None
         _redirect_output(output, f"{kind} {index}", pipe_w)
         # A crash in native code leaves the Python stack of the crash in the
         # child's output (its death is reported as worker_died regardless).
         faulthandler.enable(file=sys.stderr)
         port = _core.ChildPort(region, arena, mailbox, index if kind == "chip" else -1)
+        for a in ancestors:
+            port.add_ancestor_arena(a)
+        if template is not None:
+            from ._level import serve_next_level
+            serve_next_level(port, template, callables, name=f"{kind} {index}", arena=arena, ancestors=ancestors,
+                             out_fd=root_out_fd, out_path=f"{out_path}{kind} {index} ")
+            return
         limit = _core.ChildPort.max_value_bytes
         for i, fn in enumerate(callables):
             if isinstance(fn, NativeKernel):
@@ -187,7 +216,7 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
             if req is None:
                 break
             callable_id, rank, size, barrier, args = req
-            failure = None
+            failure, data = None, b""
             try:
                 fn = callables[callable_id]
                 if chip is not None:
@@ -200,11 +229,7 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
             except BaseException as exc:  # the task's failure, reported not raised
                 failure = failure_report(exc)
             del args
-            _flush()
-            if failure is None:
-                port.complete(data)
-            else:
-                port.fail(*failure)
+            reply(port, data, failure)
     except BaseException:
         traceback.print_exc()
         code = 70

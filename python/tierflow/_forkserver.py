@@ -34,8 +34,9 @@ import socket
 import struct
 import sys
 import weakref
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from . import _child
 from ._child import child_main, close_fds_except
 
 MSG = struct.Struct("=IIiii")  # type, index, pid, code, status
@@ -59,18 +60,20 @@ def _forget_other_mappings(keep) -> None:
 
 
 class _Server:
-    def __init__(self, sock: socket.socket, parent_pidfd: int, plan: Sequence[Tuple[str, int, List[Callable]]],
-                 region, arena, output: str):
+    def __init__(self, sock: socket.socket, parent_pidfd: int, plan: Sequence[Tuple[str, int, List[Callable], Any]],
+                 region, arena, ancestors: List[Any], output: str, out_path: str):
         self.sock = sock
         self.parent_pidfd = parent_pidfd
-        self.plan = plan  # per mailbox: (kind name, index within kind, callables)
+        self.plan = plan  # per mailbox: (kind name, index within kind, callables, template Worker or None)
         self.region = region
         self.arena = arena
+        self.ancestors = ancestors
         self.output = output
+        self.out_path = out_path
         self.children: Dict[int, Tuple[int, int]] = {}  # pidfd -> (mailbox, pid)
 
     def spawn(self, mailbox: int) -> None:
-        kind, index, fns = self.plan[mailbox]
+        kind, index, fns, template = self.plan[mailbox]
         r = w = -1
         if self.output == "prefix":
             r, w = os.pipe()
@@ -78,7 +81,8 @@ class _Server:
         pid = os.fork()
         if pid == 0:  # the child: never returns
             child_main(kind=kind, index=index, parent_pid=server_pid, mailbox=mailbox, region=self.region,
-                       arena=self.arena, callables=fns, output=self.output, pipe_w=w)
+                       arena=self.arena, ancestors=self.ancestors, callables=fns, output=self.output, pipe_w=w,
+                       template=template, out_path=self.out_path)
         if w >= 0:
             os.close(w)
         self.children[os.pidfd_open(pid)] = (mailbox, pid)
@@ -141,7 +145,8 @@ class _Server:
                     self.kill(mailbox)
 
 
-def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, arena, output: str) -> None:
+def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, arena, ancestors, output: str,
+                 out_path: str) -> None:
     code = 0
     try:
         # Objects inherited from the parent are never finalized here: their
@@ -151,9 +156,9 @@ def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, aren
         parent_pidfd = os.pidfd_open(parent_pid)
         if os.getppid() != parent_pid:  # the parent died before we could watch it
             os._exit(1)
-        close_fds_except([server_sock.fileno(), parent_pidfd])
-        _forget_other_mappings([region, arena])
-        server = _Server(server_sock, parent_pidfd, plan, region, arena, output)
+        close_fds_except([server_sock.fileno(), parent_pidfd, _child.root_out_fd])
+        _forget_other_mappings([region, arena, *ancestors])
+        server = _Server(server_sock, parent_pidfd, plan, region, arena, ancestors, output, out_path)
         try:
             server.serve()
         finally:
@@ -166,13 +171,17 @@ def _server_main(server_sock: socket.socket, parent_pid: int, plan, region, aren
         os._exit(code)
 
 
-def start(*, subs: int, chips: int, region, arena, sub_fns: List[Callable], kernel_fns: List[Callable],
-          output: str):
+def start(*, subs: List[Tuple], nexts: List[Tuple], region, arena, ancestors: List[Any], output: str,
+          out_path: str):
     """Forks the server and waits for its children; returns (server pid,
-    server pidfd, parent socket fd, [(kind, index, pid, output fd)]). On any
-    failure the server (and with it every child) is killed and every
-    descriptor closed before the exception propagates."""
-    plan = [("sub", i, sub_fns) for i in range(subs)] + [("chip", i, kernel_fns) for i in range(chips)]
+    server pidfd, parent socket fd, [(kind, index, pid, output fd)]). The
+    plan has one (kind name, index, callables, template) per child: subs
+    first, then the next level (chips, or Workers built from their
+    templates). `ancestors`: the arenas of the levels above this one, which
+    every child keeps mapped. On any failure the server (and with it every
+    child) is killed and every descriptor closed before the exception
+    propagates."""
+    plan = list(subs) + list(nexts)
     parent_sock, server_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -180,7 +189,7 @@ def start(*, subs: int, chips: int, region, arena, sub_fns: List[Callable], kern
     pid = os.fork()
     if pid == 0:  # the server: never returns
         parent_sock.close()
-        _server_main(server_sock, parent_pid, plan, region, arena, output)
+        _server_main(server_sock, parent_pid, plan, region, arena, ancestors, output, out_path)
     server_sock.close()
     pidfd = os.pidfd_open(pid)
     children = []

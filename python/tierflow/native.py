@@ -44,5 +44,12 @@ class NativeKernel:
     def __call__(self, *args):
         raise TypeError(f"{self!r} runs only on a chip: register it with w.register_kernel()")
 
+    def __eq__(self, other) -> bool:
+        """The same C function: same library file and symbol."""
+        return isinstance(other, NativeKernel) and (self.path, self.symbol) == (other.path, other.symbol)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.symbol))
+
     def __repr__(self) -> str:
         return f"tf.NativeKernel({self.path!r}, {self.symbol!r})"

@@ -88,13 +88,22 @@ class Orchestrator:
 
     # -- checks ---------------------------------------------------------
     def _check_handle(self, handle: Any, expected: type, call: str) -> None:
+        register = {SubHandle: "sub", KernelHandle: "kernel", OrchHandle: "orch"}[expected]
         if not isinstance(handle, _Handle):
-            raise TypeError(f"{call}() needs a tf.{expected.kind} (from w.register_"
-                            f"{'sub' if expected is SubHandle else 'kernel'}), got {type(handle).__name__}")
+            raise TypeError(f"{call}() needs a tf.{expected.kind} (from w.register_{register}), "
+                            f"got {type(handle).__name__}")
         if not isinstance(handle, expected):
+            level = self._worker.level
+            if expected is OrchHandle and isinstance(handle, KernelHandle):
+                raise TypeError(f"{call}() on a level-{level} Worker needs a tf.OrchHandle, got a tf.KernelHandle: "
+                                f"its next level is level-{level - 1} Workers, which run orch functions "
+                                f"(w.register_orch); kernels run on chips, submitted by an orch function")
+            if expected is KernelHandle and isinstance(handle, OrchHandle):
+                raise TypeError(f"{call}() on a level-3 Worker needs a tf.KernelHandle, got a tf.OrchHandle; "
+                                f"orch functions run on level-4 Workers")
             raise TypeError(f"{call}() needs a tf.{expected.kind}, got a tf.{handle.kind}; "
                             f"register the function with the matching w.register_* method")
-        if handle._owner is not self._worker:
+        if handle._owner is not self._worker and not self._worker._knows_sibling_handle(handle):
             raise ValueError(f"{handle!r} belongs to another Worker; register the function on this Worker")
 
     @staticmethod
@@ -106,22 +115,26 @@ class Orchestrator:
         return args
 
     def _chip_index(self, worker: Any, call: str) -> int:
-        chips = self._worker._chips
+        chips, what = self._worker._chips, self._worker._next_what
         if isinstance(worker, (bool, np.bool_)):
-            raise TypeError(f"{call}(): a chip index must be an int, got {worker!r} (a bool)")
+            raise TypeError(f"{call}(): a {what} index must be an int, got {worker!r} (a bool)")
         if not isinstance(worker, (int, np.integer)):
             try:
                 worker = operator.index(worker)
             except TypeError:
-                raise TypeError(f"{call}(): a chip index must be an int, got {type(worker).__name__}") from None
+                raise TypeError(f"{call}(): a {what} index must be an int, got {type(worker).__name__}") from None
         worker = int(worker)
         if not 0 <= worker < chips:
-            raise InvalidWorkerIndex(f"{call}(): chip index {worker} is out of range; this Worker has "
-                                     f"{chips} chip(s), indices 0..{chips - 1}")
+            raise InvalidWorkerIndex(f"{call}(): {what} index {worker} is out of range; this Worker has "
+                                     f"{chips} {what}(s), indices 0..{chips - 1}")
         return worker
 
     def _need_chips(self, call: str) -> None:
         if self._worker._chips == 0:
+            if self._worker.level >= 4:
+                raise ValueError(f"{call}() needs level-{self._worker.level - 1} Workers, but none was added; "
+                                 f"add one with w.add_worker(tf.Worker(level={self._worker.level - 1}, ...)) "
+                                 f"before init()")
             raise ValueError(f"{call}() needs chips, but this Worker has chips=0; "
                              f"create it with tf.Worker(level=3, chips=N)")
 
@@ -162,11 +175,14 @@ class Orchestrator:
     def submit_next_level(self, handle: KernelHandle, args: Optional[TaskArgs] = None, worker: Optional[int] = None,
                           *, name: Optional[str] = None, retries: int = 0, retry_on: Any = (),
                           timeout: Optional[float] = None) -> Task:
-        """Runs the kernel `handle` with `args` on chip `worker`, or on any
-        idle chip when worker is None; returns its tf.Task at once."""
+        """Runs `handle` with `args` on next-level worker `worker`, or on any
+        idle one when worker is None; returns its tf.Task at once. On a
+        level-3 Worker the next level is its chips and `handle` a kernel; on
+        a level-N Worker (N >= 4) it is its level-(N-1) Workers and `handle`
+        an orch function, called as fn(orch, args) there."""
         core = self._core
         wk = self._worker
-        if (core is not None and type(handle) is KernelHandle and handle._owner is wk and type(args) is TaskArgs
+        if (core is not None and type(handle) is wk._next_handle and handle._owner is wk and type(args) is TaskArgs
                 and worker is None and name is None and not retries and not retry_on and timeout is None
                 and wk._chips):
             try:
@@ -174,10 +190,7 @@ class Orchestrator:
             except KeyboardInterrupt:  # blocked on a full window
                 interrupted(core)
                 raise
-        if isinstance(handle, OrchHandle):
-            raise TypeError("submit_next_level() on a level-3 Worker needs a tf.KernelHandle, got a "
-                            "tf.OrchHandle; orch functions run on level-4 Workers")
-        self._check_handle(handle, KernelHandle, "submit_next_level")
+        self._check_handle(handle, wk._next_handle, "submit_next_level")
         args = self._check_args(args, "submit_next_level")
         self._need_chips("submit_next_level")
         target = -1 if worker is None else self._chip_index(worker, "submit_next_level")
@@ -189,7 +202,7 @@ class Orchestrator:
         """Runs one task on len(args_list) chips at once: member i gets
         args_list[i] (on chip workers[i] if given). The members may meet at
         chip.barrier(); the task completes when every member has finished."""
-        self._check_handle(handle, KernelHandle, "submit_group")
+        self._check_handle(handle, self._worker._next_handle, "submit_group")
         self._need_chips("submit_group")
         if isinstance(args_list, TaskArgs) or not isinstance(args_list, (list, tuple)):
             raise TypeError("submit_group() takes a list of tf.TaskArgs, one per member")
@@ -197,8 +210,9 @@ class Orchestrator:
         n, chips = len(members), self._worker._chips
         if n == 0:
             raise ValueError("submit_group() needs at least one member")
+        what = self._worker._next_what
         if n > chips:
-            raise ValueError(f"submit_group(): {n} members need {n} chips, but this Worker has {chips}")
+            raise ValueError(f"submit_group(): {n} members need {n} {what}s, but this Worker has {chips}")
         picked: List[int] = []
         if workers is not None:
             workers = list(workers)
@@ -207,7 +221,8 @@ class Orchestrator:
                                  f"pass one TaskArgs per worker")
             picked = [self._chip_index(w, "submit_group") for w in workers]
             if len(set(picked)) != n:
-                raise ValueError(f"submit_group(): workers {picked} name a chip twice; each member needs its own chip")
+                raise ValueError(f"submit_group(): workers {picked} name a {what} twice; each member needs its "
+                                 f"own {what}")
         return self._submit(_GROUP, handle, -1, members, picked, (name, retries, retry_on, timeout))
 
     @contextlib.contextmanager

@@ -41,6 +41,7 @@ MAX_WINDOW = 1 << 20
 MAX_CHIPS = 1024
 MAX_SUB_WORKERS = 1024
 MAX_ARENA_BYTES = 1 << 44
+MAX_LEVEL = 3 + 6  # an arena per level, at most 8 (the engine's arena spaces) from a chip up
 
 class _InitAttempt:
     """One initialisation, which concurrent init() calls share."""
@@ -108,15 +109,29 @@ class Worker:
     def __init__(self, level: int = 3, *, chips: int = 0, sub_workers: int = 0, window: int = 1024,
                  arena_bytes: int = 1 << 30, output: str = "prefix", trace: Optional[str] = None,
                  name: Optional[str] = None):
-        level = _count("level", level, 3, 1 << 16)
-        if level >= 4:
-            raise NotImplementedError("level >= 4 Workers (add_worker/add_remote) are not available in this "
-                                      "version of tierflow; use tf.Worker(level=3, ...)")
+        level = _count("level", level, 3, MAX_LEVEL)
         if trace is not None:
             raise NotImplementedError("trace= is not available in this version of tierflow")
         self.level = level
         self.name = name or f"worker-{id(self):x}"
         self._chips = _count("chips", chips, 0, MAX_CHIPS)
+        if level >= 4 and self._chips:
+            raise ValueError(f"a level-{level} Worker has no chips of its own; its next level is level-{level - 1} "
+                             f"Workers: add them with w.add_worker(tf.Worker(level={level - 1}, chips=N, ...))")
+        # The next level: chips at level 3; level-(N-1) Workers above it,
+        # added with add_worker() (self._chips counts them).
+        self._next_kind = "chip" if level == 3 else f"l{level - 1}"
+        self._next_what = "chip" if level == 3 else f"level-{level - 1} Worker"
+        self._next_handle = KernelHandle if level == 3 else OrchHandle
+        self._templates: List["Worker"] = []
+        self._parent: Optional["Worker"] = None  # the Worker this one was added to as a template
+        self._family: Optional["Worker"] = None  # that Worker, also once this runs in its child
+        # Set when this Worker runs inside a next-level child of a Worker
+        # above: the arenas above (nearest first), and where its children's
+        # prefixed output goes (the top level's stderr) under which name path.
+        self._ancestors: List[Any] = []
+        self._out_fd = 2
+        self._out_path = ""
         self._subs = _count("sub_workers", sub_workers, 0, MAX_SUB_WORKERS)
         self._window = _count("window", window, 1, MAX_WINDOW)
         self._arena_bytes = _count("arena_bytes", arena_bytes, 1, MAX_ARENA_BYTES)
@@ -161,6 +176,18 @@ class Worker:
         self._check_process()
         if self._state == "closed":
             raise WorkerClosed(f"{self.name} is closed")
+        if self._parent is not None:
+            raise WorkerStateError(
+                f"{self.name} is a template added to {self._parent.name} with add_worker(): it runs in that "
+                f"Worker's child process, started by its init(); submit to {self._parent.name} (its orch functions "
+                f"receive this Worker's Orchestrator) and allocate tensors there")
+
+    def _check_template(self, what: str) -> None:
+        """Registration on a template: allowed until its parent starts."""
+        parent = self._parent
+        if parent is not None and parent._state != "new":
+            raise WorkerStateError(f"{what} on {self.name} must happen before {parent.name}.init(): {self.name} is "
+                                   f"a template its child processes were forked from")
 
     def _check_new(self, what: str) -> None:
         self._check_open()
@@ -191,15 +218,21 @@ class Worker:
 
     # -- registration ---------------------------------------------------
     def _register(self, fns: List[Callable], cls: type, fn: Callable, what: str):
-        self._check_open()
+        template = self._parent is not None
+        if template:  # registering is a template's whole use
+            self._check_process()
+            self._check_template(what)
+        else:
+            self._check_open()
         if not callable(fn) and not isinstance(fn, NativeKernel):
             raise TypeError(f"{what}() takes a callable, got {type(fn).__name__}")
         if isinstance(fn, NativeKernel) and cls is not KernelHandle:
             raise TypeError(f"{what}() cannot take {fn!r}: a native kernel runs only on chips; register it with "
                             f"w.register_kernel()")
         with self._lock:
-            self._refork_for_registration()
-            self._check_new(what)
+            if not template:
+                self._refork_for_registration()
+                self._check_new(what)
             fns.append(fn)
         return cls(self, len(fns) - 1, fn)
 
@@ -242,6 +275,73 @@ class Worker:
     sub = register_sub
     kernel = register_kernel
     orch = register_orch
+
+    # -- levels above 3 -------------------------------------------------
+    def add_worker(self, worker: "Worker") -> int:
+        """Adds a level-(N-1) Worker, not initialised, as a template of one
+        next-level worker of this level-N Worker (N >= 4); returns its index
+        for submit_next_level(worker=) and submit_group(workers=). At init()
+        it runs in a child process of its own, forked before this Worker's
+        engine starts, and initialises itself there (its own chips or
+        Workers, sub-workers, window and arena); its registered handles are
+        valid in the orch functions that run on it."""
+        self._check_new("add_worker()")
+        if self.level < 4:
+            raise WorkerStateError(f"add_worker() composes lower levels: it needs a Worker of level >= 4, and "
+                                   f"{self.name} is level {self.level} (its next level is its chips)")
+        if not isinstance(worker, Worker):
+            raise TypeError(f"add_worker() takes a tf.Worker of level {self.level - 1}, got {type(worker).__name__}")
+        if worker is self:
+            raise ValueError("add_worker(): a Worker cannot be added to itself")
+        if worker.level != self.level - 1:
+            raise ValueError(f"add_worker(): {self.name} is level {self.level}, so it adds level-{self.level - 1} "
+                             f"Workers; {worker.name} is level {worker.level}")
+        with self._lock, worker._lock:
+            if worker._parent is not None:
+                raise ValueError(f"add_worker(): {worker.name} is already added to {worker._parent.name}; a template "
+                                 f"runs as one child of one parent: create another tf.Worker for this one")
+            if worker._state != "new" or worker._engine is not None:
+                raise WorkerStateError(f"add_worker(): {worker.name} is {worker._state}; add it before its init() "
+                                       f"(the parent initialises it in its own process)")
+            if worker._arena is not None:
+                raise WorkerStateError(f"add_worker(): {worker.name} has allocated tensors; a template owns no "
+                                       f"memory: allocate on {self.name} and pass the tensors in the TaskArgs")
+            if worker._pid != self._pid:
+                raise WorkerStateError(f"add_worker(): {worker.name} belongs to another process")
+            worker._parent = worker._family = self
+            self._templates.append(worker)
+            self._chips = len(self._templates)
+            return self._chips - 1
+
+    def add_remote(self, address: str, worker: "Worker", *, token: Optional[str] = None, tls: Any = None) -> int:
+        """A level-3 Worker served by a `tierflow daemon` on another host:
+        not available in this version (local levels are: add_worker)."""
+        raise NotImplementedError("add_remote() (level-3 daemons on other hosts) is not available in this version "
+                                  "of tierflow; run level-3 Workers locally with add_worker()")
+
+    def _knows_sibling_handle(self, handle) -> bool:
+        """A handle of another template added to the same parent is valid
+        here when this Worker registered the same function at the same
+        index: one orch function can then run on several next-level
+        Workers (a group) that were set up alike."""
+        owner = handle._owner
+        if self._family is None or getattr(owner, "_family", None) is not self._family:
+            return False
+        fns = {SubHandle: self._sub_fns, KernelHandle: self._kernel_fns, OrchHandle: self._orch_fns}[type(handle)]
+        if handle.index >= len(fns):
+            return False
+        mine = fns[handle.index]
+        return mine is handle.fn or (isinstance(mine, NativeKernel) and mine == handle.fn)
+
+    def _adopt(self, ancestors: List[Any], out_fd: int, out_path: str) -> "Worker":
+        """In the next-level child process this template was forked into:
+        make it this process's own Worker, under the arenas above it."""
+        self._parent = None
+        self._pid = os.getpid()
+        self._ancestors = list(ancestors)
+        self._out_fd = out_fd
+        self._out_path = out_path
+        return self
 
     # -- tensors --------------------------------------------------------
     def _ensure_arena(self) -> "_core.Arena":
@@ -336,9 +436,16 @@ class Worker:
             _forkserver.register_mapping(region)
             if self._output not in ("prefix", "inherit"):
                 os.makedirs(self._output, exist_ok=True)
+            if self.level == 3:
+                next_plan = [("chip", i, self._kernel_fns, None) for i in range(self._chips)]
+            else:  # each next-level child runs a Worker from its template and serves orch functions
+                next_plan = [(self._next_kind, i, self._orch_fns, t) for i, t in enumerate(self._templates)]
+                token = os.urandom(8).hex()
+                for i, t in enumerate(self._templates):  # where the child answers stats(): see _level.py
+                    t._stats_address = f"\0tierflow-{os.getpid()}-{token}-{self._next_kind} {i}"
             pid, pidfd, sock_fd, children = _forkserver.start(
-                subs=self._subs, chips=self._chips, region=region, arena=arena, sub_fns=self._sub_fns,
-                kernel_fns=self._kernel_fns, output=self._output)
+                subs=[("sub", i, self._sub_fns, None) for i in range(self._subs)], nexts=next_plan, region=region,
+                arena=arena, ancestors=self._ancestors, output=self._output, out_path=self._out_path)
             # From here the link owns the server and the descriptors; dropping
             # it (an exception below) kills the server and closes them.
             link = _core.ForkServerLink(pid, pidfd, sock_fd,
@@ -346,9 +453,14 @@ class Worker:
                                          for kind, index, child_pid, fd in children])
             try:
                 # Every child exists: only now may engine threads start.
-                engine = _core.Engine(self._window, region, arena, self._subs, self._chips, link)
+                engine = _core.Engine(self._window, region, arena, self._subs, self._chips, link,
+                                      next_kind=self._next_kind, output_fd=self._out_fd,
+                                      output_path=self._out_path)
                 engine.set_callable_names(0, [_callable_name(f) for f in self._sub_fns])
-                engine.set_callable_names(1, [_callable_name(f) for f in self._kernel_fns])
+                engine.set_callable_names(1, [_callable_name(f) for f in (
+                    self._kernel_fns if self.level == 3 else self._orch_fns)])
+                if self._ancestors:
+                    engine.set_ancestor_arenas(self._ancestors)
             except BaseException:
                 link.abandon()
                 raise
@@ -492,8 +604,16 @@ class Worker:
     def stats(self) -> Dict[str, Any]:
         """Counters: submitted, completed, failed, live_tasks, outstanding,
         queue_depth, restarts, retried, and per worker busy_seconds, alive,
-        tasks_per_worker, running (see docs/api.md)."""
-        return self._live_engine().stats()
+        tasks_per_worker, running (see docs/api.md). Above level 3, also
+        each next-level Worker's own stats() under its name ("l3 0": {...};
+        None while it is dead or does not answer within 5 s)."""
+        s = self._live_engine().stats()
+        if self.level >= 4:
+            from ._level import inner_stats
+            for i, t in enumerate(self._templates):
+                name = f"{self._next_kind} {i}"
+                s[name] = inner_stats(t._stats_address) if s["alive"].get(name) else None
+        return s
 
     def pids(self) -> Dict[str, int]:
         """{"sub 0": pid, ..., "chip 0": pid, ...}: the current process of each child."""

@@ -1,20 +1,21 @@
-// Engine: one level's runtime once its children exist — the task graph and
-// its sessions, the scheduler thread, the reaper and output-pump threads,
-// and the parent's side of every child mailbox. Built only after every child
-// was forked: the constructor is where the engine's threads start.
+// Engine: one level's runtime — the task graph and its sessions, and the
+// scheduler thread — over an EndpointPool of workers. Built only after every
+// child of the pool was forked: the constructor is where the engine's
+// threads start.
 //
 // Data flow of one task:
 //   Session::orchestrator().submit()   caller's thread: slot (its session's
 //                                      share of the window), TensorMap, edges
 //     -> Scheduler inbox -> ReadySet (per-session FIFOs, weighted round robin)
-//     -> ShmEndpoint::post (Mailbox i)
-//     -> child: ChildPort::wait, run, ChildPort::complete, Doorbell::ring
+//     -> Endpoint::post (for LocalChildren: ShmEndpoint, mailbox i)
+//     -> the worker runs it and rings the doorbell
 //     -> Scheduler::poll_workers -> TaskGraph::finish -> Session::on_finish
 //     -> consumers settle; the last reference consumes the slot.
 //
-// Workers are numbered subs first, then chips; worker i uses mailbox i of the
-// SharedRegion. An Engine is bound to the process that built it: in a forked
-// copy (a task, or the user's os.fork()) it does nothing at all.
+// Nothing here knows a level number or what carries the bytes: a level-3
+// engine schedules chips, a level-4 engine level-3 Workers, through the same
+// code. An Engine is bound to the process that built it: in a forked copy
+// (a task, or the user's os.fork()) it does nothing at all.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -24,24 +25,19 @@
 #include <utility>
 #include <vector>
 
-#include "common/distributed/arena.h"
-#include "common/distributed/fork_server_link.h"
-#include "common/distributed/output_pump.h"
-#include "common/distributed/reaper.h"
-#include "common/distributed/scheduler.h"
-#include "common/distributed/session.h"
-#include "common/distributed/shared_region.h"
-#include "common/distributed/shm_endpoint.h"
-#include "common/distributed/task_graph.h"
+#include "common/distributed/dispatch/endpoint_pool.h"
+#include "common/distributed/dispatch/scheduler.h"
+#include "common/distributed/graph/session.h"
+#include "common/distributed/graph/task_graph.h"
+#include "common/distributed/memory/arena.h"
 
 namespace tierflow {
 
 class Engine {
  public:
-  // Takes over every resource of `link` before anything can fail, and
-  // releases what it started if its construction throws.
-  Engine(uint32_t window, std::shared_ptr<SharedRegion> region, std::shared_ptr<Arena> arena, uint32_t subs,
-         uint32_t chips, ForkServerLink& link, bool replace_dead = true);
+  // Takes the pool (a throw destroys it, which releases its workers).
+  Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<EndpointPool> pool,
+         bool replace_dead = true);
   ~Engine();
 
   TaskGraph& graph() { return graph_; }
@@ -60,8 +56,8 @@ class Engine {
                      const std::function<void()>& on_slice);
   // The open sessions, the default one first.
   std::vector<std::shared_ptr<Session>> sessions() const;
-  uint32_t num_subs() const { return subs_; }
-  uint32_t num_chips() const { return chips_; }
+  uint32_t num_subs() const { return pool_->num_subs(); }
+  uint32_t num_chips() const { return pool_->num_next(); }
   bool owned_by_this_process() const;
 
   // Cancels every task of `session` that has not started (failed as
@@ -76,21 +72,17 @@ class Engine {
   // and the arena and control region are let go (the task records stay).
   void shutdown(bool cancel, int64_t grace_ms, const std::function<void()>& on_slice);
   bool stopped() const { return stopped_; }
-  int pid_of(uint32_t worker) const { return reaper_->pid_of(worker); }
-  std::string worker_name(uint32_t worker) const { return names_[worker]; }
+  int pid_of(uint32_t worker) const { return pool_->pid_of(worker); }
+  std::string worker_name(uint32_t worker) const { return pool_->name(worker); }
 
  private:
   void wait_all(const std::vector<std::shared_ptr<Session>>& sessions, int64_t timeout_ms,
                 const std::function<void()>& on_slice);
 
   const int owner_pid_;
-  uint32_t subs_, chips_;
-  std::vector<std::string> names_;
-  std::shared_ptr<SharedRegion> region_;
   TaskGraph graph_;
-  std::unique_ptr<Reaper> reaper_;
-  std::unique_ptr<OutputPump> pump_;
-  std::vector<std::unique_ptr<ShmEndpoint>> endpoints_;
+  std::unique_ptr<EndpointPool> pool_;
+  size_t max_payload_ = 0;  // the smallest of the endpoints' limits
   std::unique_ptr<Scheduler> scheduler_;
   Orchestrator::ReadySink sink_;
   mutable std::mutex sessions_mu_;                 // guards sessions_, retired_, stopping_

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/distributed/arena.h"
+#include "common/distributed/memory/arena.h"
 
 using namespace tierflow;
 

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "common/distributed/footprint.h"
+#include "common/distributed/graph/footprint.h"
 
 using namespace tierflow;
 

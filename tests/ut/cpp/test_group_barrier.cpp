@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/group_barrier.h"
+#include "common/distributed/processes/group_barrier.h"
 
 using namespace tierflow;
 

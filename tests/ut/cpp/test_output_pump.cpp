@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/output_pump.h"
+#include "common/distributed/processes/output_pump.h"
 
 using namespace tierflow;
 using namespace std::chrono_literals;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/distributed/ready_set.h"
+#include "common/distributed/dispatch/ready_set.h"
 
 using namespace tierflow;
 

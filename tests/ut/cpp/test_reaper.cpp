@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "common/distributed/reaper.h"
+#include "common/distributed/processes/reaper.h"
 
 using namespace tierflow;
 

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/ring.h"
+#include "common/distributed/graph/ring.h"
 
 using namespace tierflow;
 using namespace std::chrono_literals;

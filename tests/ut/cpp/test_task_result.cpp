@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "common/distributed/mailbox.h"
-#include "common/distributed/task_result.h"
+#include "common/distributed/processes/mailbox.h"
+#include "common/distributed/graph/task_result.h"
 
 using namespace tierflow;
 

@@ -8,7 +8,7 @@
 #include <set>
 #include <vector>
 
-#include "common/distributed/tensor_map.h"
+#include "common/distributed/graph/tensor_map.h"
 
 using namespace tierflow;
 

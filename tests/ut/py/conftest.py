@@ -26,9 +26,9 @@ def make_worker(worker_factory):
 # Helpers and fixtures shared by the behaviour files (test_lifecycle.py,
 # test_alloc.py, test_dependencies.py, ...).
 
-def children_of(pid: int) -> set:
-    """Pids of the live (non-zombie) direct children of `pid`, from /proc."""
-    out = set()
+def _parents() -> dict:
+    """{pid: parent pid} of every live (non-zombie) process, from /proc."""
+    out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -37,8 +37,23 @@ def children_of(pid: int) -> set:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            out.add(int(name))
+        if fields[0] != "Z":
+            out[int(name)] = int(fields[1])
+    return out
+
+
+def children_of(pid: int) -> set:
+    """Pids of the live (non-zombie) direct children of `pid`, from /proc."""
+    return {p for p, parent in _parents().items() if parent == pid}
+
+
+def descendants_of(pid: int) -> set:
+    """Pids of every live (non-zombie) descendant of `pid`, at any depth."""
+    parent_of = _parents()
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent_of.items() if pp in frontier and p not in out}
+        out |= frontier
     return out
 
 
@@ -67,6 +82,7 @@ def worker_factory():
     one of its children (w.pids()) nor any other new child of this process
     (e.g. a fork server) may still be running."""
     before = children_of(os.getpid())
+    before_all = descendants_of(os.getpid())
     made = []
 
     def make(**kw):
@@ -88,6 +104,9 @@ def worker_factory():
     assert gone, f"children survived close(): {[p for p in pids if process_running(p)]}"
     assert wait_until(lambda: children_of(os.getpid()) <= before, timeout=5), \
         f"new child processes survived close(): {children_of(os.getpid()) - before}"
+    # Levels above 3 have descendants at every depth: none may survive either.
+    assert wait_until(lambda: descendants_of(os.getpid()) <= before_all, timeout=5), \
+        f"descendants survived close(): {descendants_of(os.getpid()) - before_all}"
 
 
 # ---------------------------------------------------------------------------

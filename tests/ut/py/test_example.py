@@ -9,18 +9,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 
 @pytest.mark.timeout(120)
-def test_tensor_parallel_example():
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "tensor_parallel.py")],
+@pytest.mark.parametrize("script, stdout, stderr", [
+    ("tensor_parallel.py", "tensor_parallel: OK", "[sub 0] check:"),
+    ("two_clients.py", "item 13 is corrupt", None),
+    ("data_parallel.py", "data_parallel: OK (orch tasks: l3 0 ran 1, l3 1 ran 1)", "[sub 0] check:"),
+])
+def test_example_runs_and_checks_itself(script, stdout, stderr):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)],
                        capture_output=True, text=True, timeout=100)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "tensor_parallel: OK" in p.stdout
-    assert "[sub 0] check:" in p.stderr
-
-
-@pytest.mark.timeout(120)
-def test_two_clients_example():
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "two_clients.py")],
-                       capture_output=True, text=True, timeout=100)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "two_clients: OK" in p.stdout
-    assert "item 13 is corrupt" in p.stdout
+    assert f"{script[:-3]}: OK" in p.stdout
+    assert stdout in p.stdout
+    if stderr is not None:
+        assert stderr in p.stderr

@@ -139,10 +139,10 @@ def test_init_initialises_once_and_later_calls_return_the_worker(worker_factory)
     assert w.pids() == pids, "a second init() must not fork again"
 
 
-def test_level_4_and_above_is_not_implemented():
-    for level in (4, 5):
-        with pytest.raises(NotImplementedError):
-            tf.Worker(level=level, sub_workers=1)
+def test_levels_beyond_the_arena_spaces_are_refused():
+    with pytest.raises(ValueError, match="level"):
+        tf.Worker(level=10)
+    assert tf.Worker(level=9).level == 9
 
 
 def test_pids_before_init_is_a_state_error():
@@ -314,11 +314,6 @@ def test_decorators_return_typed_handles(make_worker):
         pass
 
     assert isinstance(s, tf.SubHandle) and isinstance(k, tf.KernelHandle) and isinstance(o, tf.OrchHandle)
-
-
-def test_level_4_is_not_available_yet():
-    with pytest.raises(NotImplementedError, match="level"):
-        tf.Worker(level=4, sub_workers=1)
 
 
 @pytest.mark.parametrize("kw, exc", [({"chips": -1}, ValueError), ({"window": 0}, ValueError),

@@ -219,10 +219,14 @@ def test_window_exhausted_is_judged_per_session(worker_factory):
 def test_a_session_with_100k_queued_tasks_does_not_delay_two_tasks_of_another(worker_factory):
     w = worker_factory(sub_workers=2, window=1 << 17)
     noop = w.register_sub(lambda args: None)
+    work = w.register_sub(spin)
     w.init()
     big, small = w.session("big"), w.session("small")
+    # 20 us each: a backlog of about a second on 2 workers, however fast
+    # the submits are, so it is still there when the small session submits.
+    busy = tf.TaskArgs().scalar(20e-6)
     for _ in range(100_000):
-        big.submit_sub(noop)
+        big.submit_sub(work, busy)
     t0 = time.monotonic()
     two = [small.submit_sub(noop) for _ in range(2)]
     for t in two:

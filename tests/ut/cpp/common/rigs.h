@@ -13,9 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/distributed/scheduler.h"
-#include "common/distributed/session.h"
-#include "common/distributed/worker_thread.h"
+#include "common/distributed/dispatch/scheduler.h"
+#include "common/distributed/graph/session.h"
+#include "common/distributed/processes/worker_thread.h"
 
 namespace tierflow::test {
 
@@ -144,10 +144,11 @@ struct LevelRig {
     std::vector<Endpoint*> sub_eps, chip_eps;
     for (int i = 0; i < n_subs + n_chips; ++i) {
       workers.emplace_back(
-          new WorkerThread(bell, WorkerThread::ResultBody([body, i](const Request& r) { return body(i, r); })));
+          new WorkerThread(bell, WorkerThread::ResultBody([body, i](const Request& r) { return body(i, r); }),
+                           i < n_subs ? nullptr : &barriers[static_cast<size_t>(i - n_subs)]));
       (i < n_subs ? sub_eps : chip_eps).push_back(&workers.back()->endpoint());
     }
-    sched.reset(new Scheduler(graph, bell, sub_eps, chip_eps, barriers.data()));
+    sched.reset(new Scheduler(graph, bell, sub_eps, chip_eps));
     Scheduler* s = sched.get();
     int ns = n_subs;
     sched->set_kill([s, ns](uint32_t w) {

@@ -123,7 +123,22 @@ class ForkServerLink:
         """Kills the server and closes every descriptor (idempotent)"""
 
 class Engine:
-    def __init__(self, window: int, region: SharedRegion, arena: Arena, subs: int, chips: int, link: ForkServerLink, replace_dead: bool = True) -> None: ...
+    def __init__(self, window: int, region: SharedRegion, arena: Arena, subs: int, chips: int, link: ForkServerLink, replace_dead: bool = True, next_kind: str = 'chip', output_fd: int = 2, output_path: str = '') -> None:
+        """
+        Starts a level over its forked children: `chips` next-level workers named `next_kind` i (chips at level 3); their prefixed output goes to `output_fd`, each name after `output_path`
+        """
+
+    def set_ancestor_arenas(self, arenas: Sequence[Arena]) -> None:
+        """
+        The arenas of the levels above, nearest first: their tensors, lent by a running task, are valid task tensors here
+        """
+
+    def lend(self, args: TaskArgs) -> None:
+        """
+        Lends the tensors of a task of the level above (received as `args`) to this level until end_loan()
+        """
+
+    def end_loan(self) -> None: ...
 
     def set_callable_names(self, kind: int, names: Sequence[str]) -> None: ...
 
@@ -224,6 +239,11 @@ class ChildPort:
 
     def add_native(self, callable: int, path: str, symbol: str) -> None:
         """Serve `callable` with a C kernel from a shared library"""
+
+    def add_ancestor_arena(self, arena: Arena) -> None:
+        """
+        Maps the arena of the next level up as the next space (1, 2, ...): tensors of tasks sent by a Worker of this process's level may live there
+        """
 
     def wait(self) -> object:
         """

@@ -1,0 +1,199 @@
+"""A next-level worker: the body of a level-N Worker's child (N >= 4).
+
+The child was forked from its parent's fork server with the parent's arena
+(and the arenas above it) mapped. It turns its template into this process's
+own level-(N-1) Worker, initialises it (its own fork server, children and
+engine), and then serves its mailbox like a chip: each request names an orch
+function and its TaskArgs. The function runs with a fresh session of the
+inner Worker as its Orchestrator, so every task has its own failures,
+drain and cancellation; the request completes once the function returned
+and everything it submitted finished. Its value is the function's return
+value — or, when the function returns a tf.Task of this level, that task's.
+
+The task's tensors live in the parent's arena. They are lent to the inner
+Worker for the duration of the request (its engine tracks them as
+allocations of the level above and never frees them): the parent holds them
+until its task completes, and it completes only after this loop answered.
+
+A failure is reported with its path: the inner task's worker ("chip 1",
+or "l3 0 › chip 1" one level deeper) after this worker's own name, the
+root cause's message, traceback and exception (so retry_on= and
+TaskError.__cause__ see the original exception at every level).
+"""
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+from ._errors import Failure, TaskError
+from ._task import Task
+from ._child import failure_report, reply, _text, _value_bytes
+from . import _core
+
+_SEP = " › "
+
+
+def _root(failures: List[Failure]) -> Failure:
+    """The failure a user wants to see: the first that is not only a
+    consequence of another (dependents carry the root's text anyway)."""
+    for f in failures:
+        if f.kind != "dependency_failed":
+            return f
+    return failures[0]
+
+
+def nested_report(name: str, err: TaskError) -> Tuple[bytes, bytes, bytes, bytes]:
+    """(message, traceback, class names, pickled exception) for a request
+    whose inner tasks failed: the message starts with the path of the
+    failing worker below this one."""
+    try:
+        f = _root(err.failures)
+        inner = f.worker or "?"
+        message = f.message
+        # One level deeper already starts with its own path ("l3 0 › chip 1: ...").
+        path = f"{name}{_SEP}{message}" if message.startswith(inner + _SEP) else f"{name}{_SEP}{inner}: {message}"
+        if f.kind not in ("exception", "dependency_failed"):
+            path += f" ({f.kind})"
+        if len(err.failures) > 1:
+            path += f" [and {len(err.failures) - 1} more failure(s) on this level]"
+        cause = err.__cause__
+        types, pickled = "", b""
+        if isinstance(cause, BaseException) and type(cause).__name__ != "RemoteTraceback":
+            types = "|".join(f"{c.__module__}.{c.__qualname__}" for c in type(cause).__mro__)
+            try:
+                pickled = pickle.dumps(cause, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                pickled = b""
+        return _text(path), _text(f.traceback), _text(types), pickled
+    except BaseException:
+        return _text(f"{name}: a task of this level failed and its failure could not be described"), b"", b"", b""
+
+
+_LEN = struct.Struct("=I")
+
+
+def _answer_stats(inner: Any, address: Optional[str]) -> None:
+    """Answers the parent's stats() questions from a thread of this process:
+    an abstract-namespace Unix socket (no file, gone with the process),
+    started after the inner Worker forked everything it will fork (its fork
+    server forks replacements from then on), so no fork sees this thread."""
+    if not address:
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(50):  # a dead predecessor's name frees once it is reaped
+        try:
+            sock.bind(address)
+            break
+        except OSError:
+            time.sleep(0.02)
+    else:
+        sock.close()
+        return
+    sock.listen(4)
+
+    def serve() -> None:
+        while True:
+            conn, _ = sock.accept()
+            with conn:
+                try:
+                    data = pickle.dumps(inner.stats())
+                except Exception as e:  # closing, or a deeper level gone: say so
+                    data = pickle.dumps({"error": str(e)})
+                conn.sendall(_LEN.pack(len(data)) + data)
+
+    threading.Thread(target=serve, name="tierflow-stats", daemon=True).start()
+
+
+def _connect(address: str, timeout: float) -> socket.socket:
+    """Connects, waiting while the child is still initialising its Worker
+    (its name is not bound yet) for up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+            return s
+        except (ConnectionRefusedError, FileNotFoundError):
+            s.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+def inner_stats(address: str, timeout: float = 5.0) -> Optional[dict]:
+    """The parent's side: the stats() of the next-level Worker at `address`."""
+    try:
+        with _connect(address, timeout) as s:
+            head = b""
+            while len(head) < _LEN.size:
+                chunk = s.recv(_LEN.size - len(head))
+                if not chunk:
+                    return None
+                head += chunk
+            (n,) = _LEN.unpack(head)
+            body = bytearray()
+            while len(body) < n:
+                chunk = s.recv(min(1 << 16, n - len(body)))
+                if not chunk:
+                    return None
+                body += chunk
+        return pickle.loads(bytes(body))
+    except (OSError, pickle.UnpicklingError, EOFError):
+        return None
+
+
+def _finish_quietly(orch) -> None:
+    """Waits for everything the session has outstanding and drops its
+    failures (the request already failed with the first one)."""
+    try:
+        orch.drain()
+    except TaskError:
+        pass
+
+
+def serve_next_level(port: "_core.ChildPort", template: Any, orch_fns: List[Callable], *, name: str, arena,
+                     ancestors: List[Any], out_fd: Optional[int], out_path: str) -> None:
+    inner = template._adopt(ancestors=[arena, *ancestors], out_fd=out_fd if out_fd is not None else 2,
+                            out_path=out_path)
+    inner.init()
+    engine = inner._engine
+    _answer_stats(inner, getattr(template, "_stats_address", None))
+    limit = _core.ChildPort.max_value_bytes
+    orch = inner._default_session  # one session serves the requests one at a time
+    try:
+        while True:
+            req = port.wait()
+            if req is None:
+                break
+            callable_id, _rank, _size, _barrier, args = req
+            failure = None
+            data = b""
+            engine.lend(args)
+            try:
+                try:
+                    value = orch_fns[callable_id](orch, args)
+                    orch.drain()
+                    if isinstance(value, Task):  # `return orch.submit_...(...)`: that task's value
+                        value = value.result()
+                    data = b"" if value is None else _value_bytes(value, limit)
+                    del value
+                except TaskError as err:
+                    failure = nested_report(name, err)
+                except BaseException as exc:  # the orch function's own failure
+                    failure = failure_report(exc)
+            finally:
+                # Nothing may touch the lent tensors once the parent hears
+                # back: whatever the function submitted has finished (its
+                # failures, if the function raised first, go with its own).
+                if failure is not None:
+                    _finish_quietly(orch)
+                engine.end_loan()
+            del args
+            reply(port, data, failure)
+    finally:
+        inner.close(cancel=True)

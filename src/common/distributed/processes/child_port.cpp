@@ -1,0 +1,48 @@
+#include "common/distributed/processes/child_port.h"
+
+#include "common/distributed/processes/futex.h"
+
+namespace tierflow {
+
+namespace {
+constexpr int kSpins = 500;
+}
+
+bool ChildPort::wait(Request* out) {
+  uint32_t s = box_.state.load(std::memory_order_acquire);
+  for (int i = 0; i < kSpins && s != kPosted && s != kExit; ++i) {
+    cpu_relax();
+    s = box_.state.load(std::memory_order_acquire);
+  }
+  while (s != kPosted && s != kExit) {
+    box_.child_waiting.store(1, std::memory_order_seq_cst);
+    s = box_.state.load(std::memory_order_seq_cst);
+    if (s != kPosted && s != kExit) futex_wait(&box_.state, s);
+    box_.child_waiting.store(0, std::memory_order_relaxed);
+    s = box_.state.load(std::memory_order_acquire);
+  }
+  if (s == kExit) return false;
+  out->kind = static_cast<TaskKind>(box_.kind);
+  out->callable = box_.callable;
+  out->group_rank = box_.group_rank;
+  out->group_size = box_.group_size;
+  out->barrier = box_.barrier;
+  out->args = TaskArgs::decode(box_.payload, box_.request_len);
+  group_size_ = out->group_size;
+  barrier_ = out->barrier;
+  return true;
+}
+
+void ChildPort::complete(const TaskResult& result) {
+  if (group_size_ > 1 && barriers_ != nullptr) barriers_[barrier_].break_it();
+  size_t n = result.encode(box_.payload, kMailboxPayload);
+  box_.ok = result.ok ? 1 : 0;
+  box_.result_len = static_cast<uint32_t>(n);
+  // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
+  // the next wait() sees it.
+  uint32_t expected = kPosted;
+  box_.state.compare_exchange_strong(expected, kDone, std::memory_order_release, std::memory_order_relaxed);
+  bell_.ring();
+}
+
+}  // namespace tierflow
