@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -132,12 +133,24 @@ TEST_P(LentMemoryThreads, LookupsRaceLoansWithoutTearing) {
       }
     });
   auto lookups = [&] { return found.load() + refused.load(); };
-  for (int round = 0; round < 2000 || lookups() < 2000u * static_cast<uint64_t>(GetParam()); ++round) {
+  // Each loan stays until every thread looked at least once more (bounded
+  // wait), so lookups meet live loans, replaced loans and no loan at all.
+  auto let_them_look = [&] {
+    uint64_t seen = lookups();
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    while (lookups() < seen + static_cast<uint64_t>(GetParam()) && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+  };
+  for (int round = 0; round < 300; ++round) {
     std::vector<LentView> views;
     for (uint64_t b = 0; b < 4096; b += 1024)
       if ((round + b / 1024) % 2 == 0) views.push_back(LentView{1, b, b, b + 1024});
     m.lend(views);
-    if (round % 3 == 0) m.end_loan();
+    let_them_look();
+    if (round % 3 == 0) {
+      m.end_loan();
+      let_them_look();
+    }
   }
   stop = true;
   for (auto& th : threads) th.join();
