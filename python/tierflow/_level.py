@@ -4,11 +4,12 @@ The child was forked from its parent's fork server with the parent's arena
 (and the arenas above it) mapped. It turns its template into this process's
 own level-(N-1) Worker, initialises it (its own fork server, children and
 engine), and then serves its mailbox like a chip: each request names an orch
-function and its TaskArgs. The function runs with a fresh session of the
-inner Worker as its Orchestrator, so every task has its own failures,
-drain and cancellation; the request completes once the function returned
-and everything it submitted finished. Its value is the function's return
-value — or, when the function returns a tf.Task of this level, that task's.
+function and its TaskArgs. The function runs with the inner Worker's
+default session as its Orchestrator; requests come one at a time, so the
+drain after the function returned reports exactly that request's failures,
+and the request completes once the function returned and everything it
+submitted finished. Its value is the function's return value — or, when
+the function returns a tf.Task of this level, that task's.
 
 The task's tensors live in the parent's arena. They are lent to the inner
 Worker for the duration of the request (its engine tracks them as
@@ -175,17 +176,16 @@ def serve_next_level(port: "_core.ChildPort", template: Any, orch_fns: List[Call
             data = b""
             engine.lend(args)
             try:
-                try:
-                    value = orch_fns[callable_id](orch, args)
-                    orch.drain()
-                    if isinstance(value, Task):  # `return orch.submit_...(...)`: that task's value
-                        value = value.result()
-                    data = b"" if value is None else _value_bytes(value, limit)
-                    del value
-                except TaskError as err:
-                    failure = nested_report(name, err)
-                except BaseException as exc:  # the orch function's own failure
-                    failure = failure_report(exc)
+                value = orch_fns[callable_id](orch, args)
+                orch.drain()
+                if isinstance(value, Task):  # `return orch.submit_...(...)`: that task's value
+                    value = value.result()
+                data = b"" if value is None else _value_bytes(value, limit)
+                del value
+            except TaskError as err:
+                failure = nested_report(name, err)
+            except BaseException as exc:  # the orch function's own failure
+                failure = failure_report(exc)
             finally:
                 # Nothing may touch the lent tensors once the parent hears
                 # back: whatever the function submitted has finished (its

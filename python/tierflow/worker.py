@@ -285,7 +285,10 @@ class Worker:
         engine starts, and initialises itself there (its own chips or
         Workers, sub-workers, window and arena); its registered handles are
         valid in the orch functions that run on it."""
-        self._check_new("add_worker()")
+        self._check_open()
+        with self._lock:  # inside `with`, before any work: like a registration (see _register)
+            self._refork_for_registration()
+            self._check_new("add_worker()")
         if self.level < 4:
             raise WorkerStateError(f"add_worker() composes lower levels: it needs a Worker of level >= 4, and "
                                    f"{self.name} is level {self.level} (its next level is its chips)")

@@ -79,7 +79,7 @@ def run_once(w, prog, retries, kill_seed):
 
     def killer():
         r = random.Random(kill_seed)
-        while not stop.wait(r.uniform(0.005, 0.05)):
+        while not stop.wait(r.uniform(0.002, 0.02)):
             name, pid = r.choice(sorted(w.pids().items()))
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -103,6 +103,10 @@ def run_once(w, prog, retries, kill_seed):
                 t = w.submit_next_level(w.h["chip"], a, retries=retries)
             ids[t.id] = k
         failures = []
+        # The kill lands while the DAG runs (within 20 ms of its first
+        # submit), however fast this machine finishes the program.
+        if th.is_alive():
+            th.join()
         try:
             w.drain(timeout=120)
         except tf.TaskError as e:

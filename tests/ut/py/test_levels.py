@@ -266,3 +266,20 @@ def test_stats_include_each_next_level_workers_own_stats(make_worker):
     os.kill(w4.pids()["l3 1"], 9)
     from conftest import wait_until
     assert wait_until(lambda: w4.stats()["l3 1"] is not None and w4.stats()["restarts"] == 1, timeout=20)
+
+
+@pytest.mark.timeout(60)
+def test_a_with_block_may_add_workers_and_orch_functions_before_any_work():
+    with tf.Worker(level=4) as w4:
+        l3, k = l3_template()
+        w4.add_worker(l3)
+
+        @w4.orch
+        def inc(orch, args):
+            orch.submit_next_level(k["add_one"], args)
+
+        x = w4.zeros(2, np.int64)
+        w4.submit_next_level(inc, tf.TaskArgs().inout(x)).wait(timeout=30)
+        assert x.tolist() == [1, 1] and list(w4.pids()) == ["l3 0"]
+        with pytest.raises(tf.WorkerStateError, match="before init"):
+            w4.add_worker(tf.Worker(level=3, chips=1))

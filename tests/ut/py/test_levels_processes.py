@@ -132,3 +132,25 @@ def test_close_leaves_no_descendant_and_no_shared_memory_name(make_worker):
     w4.close()
     assert wait_until(lambda: not any(process_running(p) for p in tree), timeout=5)
     assert _shm() <= shm and x[0] == 1
+
+
+def hang(args, chip):
+    time.sleep(60)
+
+
+@pytest.mark.timeout(60)
+def test_close_with_cancel_stops_a_level_4_tree_that_is_running_work(make_worker):
+    w4 = make_worker(level=4)
+    l3 = tf.Worker(level=3, chips=1)
+    k = l3.register_kernel(hang)
+    w4.add_worker(l3)
+    o = w4.register_orch(lambda orch, args: orch.submit_next_level(k, args))
+    w4.init()
+    tasks = [w4.submit_next_level(o, tf.TaskArgs()) for _ in range(3)]
+    assert wait_until(lambda: tasks[0].running(), timeout=20)
+    tree = descendants_of(os.getpid())
+    t0 = time.monotonic()
+    w4.close(cancel=True)
+    assert time.monotonic() - t0 < 10
+    assert [t.exception().failures[0].kind for t in tasks] == ["cancelled"] * 3
+    assert wait_until(lambda: not any(process_running(p) for p in tree), timeout=5)
