@@ -56,22 +56,8 @@ struct Stress {
       ++*reinterpret_cast<uint64_t*>(arena->base() + r.args.tensors[0].offset);
       return true;
     }
-    for (size_t j = 0; j < r.args.tensors.size(); ++j) {
-      const TensorDesc& d = r.args.tensors[j];
-      auto* p = reinterpret_cast<uint64_t*>(arena->base() + d.offset);
-      size_t n = (d.hi - d.lo) / 8;
-      uint64_t want = static_cast<uint64_t>(r.args.scalars[j].i);
-      if (reads(d.tag)) {
-        uint64_t sum = 0;
-        for (size_t k = 0; k < n; ++k) sum += p[k];
-        if (sum != want) return fail(err, "read " + std::to_string(sum) + ", a sequential run reads " + std::to_string(want));
-      }
-      if (d.tag == AccessTag::InOut)
-        for (size_t k = 0; k < n; ++k) p[k] += 1;
-      else if (d.tag == AccessTag::Output)
-        for (size_t k = 0; k < n; ++k) p[k] = want;
-    }
-    return true;
+    std::string wrong = check_and_apply(r, arena->base());
+    return wrong.empty() || fail(err, wrong);
   }
 };
 

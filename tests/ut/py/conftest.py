@@ -178,3 +178,22 @@ class ModuleWorker:
         if self.w is not None:
             self.w.close()
             self.w = None
+
+
+# ---------------------------------------------------------------------------
+# The op program of the property tests (test_property_views, _failures,
+# _sessions): order-sensitive and exact (integers mod a prime), so any
+# reordering of conflicting tasks changes the result.
+
+P = 1000003  # a prime: the body is exact integer arithmetic mod P
+
+
+def body(views, tags, k):
+    """Task k of a random program: reads (input and inout) are summed first,
+    then the writes are applied in order."""
+    total = sum(int(v.sum()) for v, t in zip(views, tags) if t != "output") % P
+    for v, t in zip(views, tags):
+        if t == "output":
+            v[...] = (k * 7 + total) % P
+        elif t == "inout":
+            v[...] = (v * 3 + k + total) % P

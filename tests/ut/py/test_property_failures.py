@@ -25,9 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
-from conftest import ModuleWorker, submit_to
+from conftest import P, body, ModuleWorker, submit_to
 
-P = 1000003  # a prime: the body is exact integer arithmetic mod P
 VEC = 16
 MAT = (6, 8)
 EXAMPLES = 200
@@ -41,17 +40,6 @@ class MarkedFailure(Exception):
 
 
 # ------------------------------------------------------------------ bodies
-def body(views, tags, k):
-    """Order-sensitive and exact: reads (input, inout) are summed, then the
-    writes are applied in order."""
-    total = sum(int(v.sum()) for v, t in zip(views, tags) if t != "output") % P
-    for v, t in zip(views, tags):
-        if t == "output":
-            v[...] = (k * 7 + total) % P
-        elif t == "inout":
-            v[...] = (v * 3 + k + total) % P
-
-
 def task_fn(args):
     """Tensor 0 (no_dep): ran flags; the others: the task's views.
     Scalars: task index k, marked. A marked task scribbles over everything

@@ -12,21 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
-from conftest import ModuleWorker, submit_to
+from conftest import P, body, ModuleWorker, submit_to
 
-P = 1000003
 LEN = 24
 EXAMPLES = 200
 RUNS = {"programs": 0, "tasks": 0}
-
-
-def body(views, tags, k):
-    total = sum(int(v.sum()) for v, t in zip(views, tags) if t != "output") % P
-    for v, t in zip(views, tags):
-        if t == "output":
-            v[...] = (k * 7 + total) % P
-        elif t == "inout":
-            v[...] = (v * 3 + k + total) % P
 
 
 def task(args):

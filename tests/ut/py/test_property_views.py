@@ -20,28 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
-from conftest import ModuleWorker, rendezvous, submit_to
+from conftest import P, body, ModuleWorker, rendezvous, submit_to
 
 SHAPES = [(6, 8), (8, 8)]
-P = 1000003  # a prime: the body is exact integer arithmetic mod P
 EXAMPLES = 200
 MIN_TASKS = 30
 RUNS = {"programs": 0, "tasks": 0, "kinds": {}}
 
 
 # ------------------------------------------------------------------ bodies
-def body(views, tags, k):
-    """The op program of task k. Order-sensitive and exact (integers mod a
-    prime): any reordering of conflicting tasks changes the result. Reads
-    (input and inout) are summed first, then writes are applied in order."""
-    total = sum(int(v.sum()) for v, t in zip(views, tags) if t != "output") % P
-    for v, t in zip(views, tags):
-        if t == "output":
-            v[...] = (k * 7 + total) % P
-        elif t == "inout":
-            v[...] = (v * 3 + k + total) % P
-
-
 def generic(args):
     n = args.num_tensors
     body([args.tensor(i) for i in range(n)], [args.tag(i).name.lower() for i in range(n)], args.scalar(0))

@@ -75,6 +75,31 @@ inline TaskArgs byte_args(std::initializer_list<Acc> acc, std::initializer_list<
   return a;
 }
 
+// The stress tests' task body over uint64 cells: scalars[j] belongs to tensor
+// j — the sum a sequential run reads there, or the value an output writes.
+// Checks every read against it, then applies the writes (inout adds 1).
+// Returns "" or what was wrong.
+inline std::string check_and_apply(const Request& r, char* base) {
+  for (size_t j = 0; j < r.args.tensors.size(); ++j) {
+    const TensorDesc& d = r.args.tensors[j];
+    auto* p = reinterpret_cast<uint64_t*>(base + d.offset);
+    size_t n = (d.hi - d.lo) / 8;
+    uint64_t want = static_cast<uint64_t>(r.args.scalars[j].i);
+    if (d.tag == AccessTag::Input || d.tag == AccessTag::InOut) {
+      uint64_t sum = 0;
+      for (size_t k = 0; k < n; ++k) sum += p[k];
+      if (sum != want)
+        return "tensor " + std::to_string(j) + ": read " + std::to_string(sum) + ", a sequential run reads " +
+               std::to_string(want);
+    }
+    if (d.tag == AccessTag::InOut)
+      for (size_t k = 0; k < n; ++k) p[k] += 1;
+    else if (d.tag == AccessTag::Output)
+      for (size_t k = 0; k < n; ++k) p[k] = want;
+  }
+  return "";
+}
+
 inline Outcome ok_outcome() { return Outcome{}; }
 inline Outcome exception_outcome(const std::string& message = "ValueError: boom") {
   Outcome o;
