@@ -8,7 +8,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -225,3 +227,29 @@ TEST(SchedulerStress, DirectedTasksRunInSubmissionOrder) {
   for (int i = 0; i < kTasks; ++i) want[i] = i;
   EXPECT_EQ(r.order, want);
 }
+
+// stop() right after the scheduler finished a pass: the stop must never be
+// slept through (the loop takes its doorbell ticket before it reads the stop
+// flag). A lost stop hangs join(); the watchdog turns that into a failure.
+TEST(SchedulerStop, AStopRightAfterAPassIsNeverSleptThrough) {
+  using namespace std::chrono_literals;
+  for (int i = 0; i < 300; ++i) {
+    Doorbell bell;
+    TaskGraph graph(8, nullptr);
+    Scheduler sched(graph, bell, {}, {});
+    sched.start();
+    std::atomic<bool> ringing{true};
+    std::thread ringer([&] {  // keeps the scheduler making passes
+      while (ringing.load()) bell.ring();
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(20 + i % 40));
+    ringing = false;
+    ringer.join();
+    auto stopped = std::async(std::launch::async, [&] { sched.stop(); });
+    if (stopped.wait_for(10s) != std::future_status::ready) {
+      ADD_FAILURE() << "Scheduler::stop() hung in round " << i;
+      std::abort();  // the scheduler thread can never be joined now
+    }
+  }
+}
+

@@ -137,8 +137,13 @@ void Scheduler::sweep_cancelled(bool stop_running) {
 void Scheduler::loop() {
   constexpr int kSpins = 500;
   bool recently_busy = false;
-  while (!stop_.load(std::memory_order_acquire)) {
+  for (;;) {
+    // The ticket is taken before stop_ is read: a stop() between the two
+    // (stop_ set, then the bell rung) either shows in stop_ or makes the
+    // ticket stale, so the wait below returns at once. Read the other way
+    // round, a stop landing between them was slept through forever.
     uint32_t ticket = bell_.prepare();
+    if (stop_.load(std::memory_order_acquire)) break;
     bool progress = take_deaths();
     progress |= take_births();
     progress |= poll_workers();
