@@ -93,18 +93,6 @@ struct Rig {
   }
 };
 
-TensorDesc desc(uint64_t block, int cell, int len, AccessTag tag) {
-  TensorDesc d;
-  d.offset = d.lo = block + uint64_t(cell) * 8;
-  d.hi = d.lo + uint64_t(len) * 8;
-  d.tag = tag;
-  d.ndim = 1;
-  d.dtype = DType{1, 64};
-  d.shape[0] = len;
-  d.strides[0] = 8;
-  return d;
-}
-
 Scalar scalar(int64_t v) { return int_scalar(v); }
 
 }  // namespace
@@ -139,7 +127,7 @@ TEST(SchedulerStress, HundredThousandMixedTasksMatchASequentialRun) {
       if (tag == AccessTag::InOut)
         for (int i = 0; i < len; ++i) model[k][c + i] += 1;
     }
-    a.tensors.push_back(desc(blocks[k], c, len, tag));
+    a.tensors.push_back(cells_desc(blocks[k], c, len, tag));
     a.scalars.push_back(scalar(static_cast<int64_t>(v)));
   };
 

@@ -61,18 +61,6 @@ struct Stress {
   }
 };
 
-TensorDesc cells(uint64_t block, int cell, int len, AccessTag tag) {
-  TensorDesc d;
-  d.offset = d.lo = block + uint64_t(cell) * 8;
-  d.hi = d.lo + uint64_t(len) * 8;
-  d.tag = tag;
-  d.ndim = 1;
-  d.dtype = DType{1, 64};
-  d.shape[0] = len;
-  d.strides[0] = 8;
-  return d;
-}
-
 }  // namespace
 
 class SessionStress : public ::testing::TestWithParam<int> {};
@@ -116,7 +104,7 @@ TEST_P(SessionStress, EverySessionSeesItsOwnSequentialRun) {
         TaskArgs a;
         if (rng() % 10 == 0) {
           req.callable = kBump;
-          a.tensors.push_back(cells(counter, 0, 1, AccessTag::InOut));
+          a.tensors.push_back(cells_desc(counter, 0, 1, AccessTag::InOut));
           bumps.fetch_add(1);
         } else {
           req.callable = kMem;
@@ -134,7 +122,7 @@ TEST_P(SessionStress, EverySessionSeesItsOwnSequentialRun) {
               if (tag == AccessTag::InOut)
                 for (int x = 0; x < len; ++x) model[k][c + x] += 1;
             }
-            a.tensors.push_back(cells(blocks[t][k], c, len, tag));
+            a.tensors.push_back(cells_desc(blocks[t][k], c, len, tag));
             a.scalars.push_back(int_scalar(static_cast<int64_t>(v)));
           }
         }

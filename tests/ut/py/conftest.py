@@ -197,3 +197,52 @@ def body(views, tags, k):
             v[...] = (k * 7 + total) % P
         elif t == "inout":
             v[...] = (v * 3 + k + total) % P
+
+
+# The views the property tests take, named by small tuples (a hypothesis
+# strategy draws the tuple; the same view is then taken of the arena array
+# and of its numpy reference).
+def _span(lo, hi, step):
+    """A slice over [lo, hi) with |step|; a negative step walks it backwards."""
+    lo, hi = min(lo, hi), max(lo, hi)
+    if step > 0 or hi == lo:
+        return slice(lo, hi, abs(step))
+    return slice(hi - 1, lo - 1 if lo > 0 else None, step)
+
+
+def make_view(m, d):
+    """The view that descriptor d names, of array m (the arena array, its
+    numpy reference copy, or an index array: all get the same elements)."""
+    kind = d[0]
+    if kind == "slice":        # 1-D, with a step, possibly negative
+        _, lo, hi, step = d
+        return m[_span(lo, hi, step)]
+    if kind == "col":          # column block j of width bw
+        _, bw, j = d
+        return m[:, j * bw:(j + 1) * bw]
+    if kind == "row":          # row block i of height bh
+        _, bh, i = d
+        return m[i * bh:(i + 1) * bh, :]
+    if kind == "tile":         # tile (i, j) of a (bh, bw) blocking
+        _, bh, bw, i, j = d
+        return m[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
+    if kind == "rect":         # sub-rectangle with steps, possibly negative
+        _, r0, r1, rs, c0, c1, cs = d
+        return m[_span(r0, r1, rs), _span(c0, c1, cs)]
+    if kind == "inter":        # interleaved view of the flattened matrix
+        _, k, s = d
+        return m.reshape(-1)[k::s]
+    if kind == "tblock":       # transpose of a sub-block
+        _, r0, r1, c0, c1 = d
+        return m[min(r0, r1):max(r0, r1), min(c0, c1):max(c0, c1)].T
+    if kind == "tslice":       # a slice of the transpose, with a step on its rows
+        _, c0, c1, cs, r0, r1 = d
+        return m.T[_span(c0, c1, cs), min(r0, r1):max(r0, r1)]
+    if kind == "colj":         # single column
+        return m[:, d[1]]
+    if kind == "rowi":         # single row, possibly reversed
+        _, i, rev = d
+        return m[i, ::-1] if rev else m[i]
+    if kind == "all":
+        return m
+    raise AssertionError(d)

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierflow as tf
-from conftest import P, body, ModuleWorker, submit_to
+from conftest import P, body, make_view, ModuleWorker, submit_to
 
 VEC = 16
 MAT = (6, 8)
@@ -77,46 +77,6 @@ def drain_failures(w):
     except tf.TaskError as e:
         return {f.task_id: f for f in e.failures}
     return {}
-
-
-# ------------------------------------------------------------------- views
-def _span(lo, hi, step):
-    lo, hi = min(lo, hi), max(lo, hi)
-    if step > 0 or hi == lo:
-        return slice(lo, hi, abs(step))
-    return slice(hi - 1, lo - 1 if lo > 0 else None, step)
-
-
-def make_view(m, d):
-    """The view that descriptor d names, of array m (arena array, numpy
-    reference, or index array: all get the same elements)."""
-    kind = d[0]
-    if kind == "slice":        # 1-D
-        _, lo, hi, step = d
-        return m[_span(lo, hi, step)]
-    if kind == "inter":        # interleaved view of the flattened array
-        _, k, s = d
-        return m.reshape(-1)[k::s]
-    if kind == "col":
-        _, bw, j = d
-        return m[:, j * bw:(j + 1) * bw]
-    if kind == "row":
-        _, bh, i = d
-        return m[i * bh:(i + 1) * bh, :]
-    if kind == "tile":
-        _, bh, bw, i, j = d
-        return m[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
-    if kind == "rect":
-        _, r0, r1, rs, c0, c1, cs = d
-        return m[_span(r0, r1, rs), _span(c0, c1, cs)]
-    if kind == "tblock":
-        _, r0, r1, c0, c1 = d
-        return m[min(r0, r1):max(r0, r1), min(c0, c1):max(c0, c1)].T
-    if kind == "colj":
-        return m[:, d[1]]
-    if kind == "all":
-        return m
-    raise AssertionError(d)
 
 
 STEPS = [1, 1, 2, 3, -1, -2]

@@ -44,6 +44,15 @@ inline TensorDesc bytes_desc(uint64_t lo, uint64_t hi, AccessTag tag) {
   return d;
 }
 
+// `len` uint64 cells from cell `cell` of the allocation at `block`.
+inline TensorDesc cells_desc(uint64_t block, int cell, int len, AccessTag tag) {
+  TensorDesc d = bytes_desc(block + uint64_t(cell) * 8, block + uint64_t(cell + len) * 8, tag);
+  d.dtype = DType{1, 64};
+  d.shape[0] = len;
+  d.strides[0] = 8;
+  return d;
+}
+
 // A 2-D strided view: rows x cols elements of `item` bytes, rows `pitch` bytes apart.
 inline TensorDesc view_desc(uint64_t offset, int64_t rows, int64_t cols, int64_t pitch, uint8_t item, AccessTag tag) {
   TensorDesc d;
