@@ -93,6 +93,34 @@ void bind_child_port(nb::module_& m) {
         p.port.complete(r);
       }, "message"_a, "traceback"_a, "types"_a, "exception"_a,
          "Reports a failure (UTF-8 text; shortened to fit the mailbox at character boundaries)")
+      .def("lost", [](PyChildPort& p, nb::bytes message, nb::bytes traceback) {
+        TaskResult r = TaskResult::failure(bytes_of(message), bytes_of(traceback));
+        r.lost = true;
+        p.port.complete(r);
+      }, "message"_a, "traceback"_a,
+         "Reports that what runs this request behind this worker is gone (a remote daemon): the task fails as "
+         "worker_died, retries apply, and this worker keeps serving")
+      .def("run_native", [](PyChildPort& p, uint32_t callable, uint32_t rank, uint32_t size, uint32_t barrier,
+                            const PyTaskArgs& args) {
+        tf_kernel_fn fn = p.native.find(callable);
+        if (fn == nullptr)
+          throw std::invalid_argument("callable " + std::to_string(callable) + " has no native kernel here");
+        Request req;
+        req.kind = size > 1 ? TaskKind::Group : TaskKind::Chip;
+        req.callable = callable;
+        req.group_rank = rank;
+        req.group_size = size;
+        req.barrier = barrier;
+        req.args = args.args;
+        TaskResult r;
+        {
+          nb::gil_scoped_release nogil;
+          r = NativeKernelTable::run(fn, req, p.bases.data(), p.chip_id, &p.region->barrier(barrier));
+          p.port.complete(r);
+        }
+      }, "callable"_a, "rank"_a, "size"_a, "barrier"_a, "args"_a,
+         "Runs and answers one request (returned by wait()) with the native kernel added for `callable` after "
+         "this child started (add_native): a kernel that reached the child at run time")
       .def_prop_ro_static("max_value_bytes", [](nb::handle) { return kMailboxPayload; },
                           "The largest pickled return value a task can send back")
       .def("barrier", [](PyChildPort& p, uint32_t index) {

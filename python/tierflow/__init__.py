@@ -13,6 +13,7 @@ from ._errors import (
     Failure,
     InvalidWorkerIndex,
     NativeKernelError,
+    RemoteError,
     RemoteTraceback,
     TaskError,
     WindowExhausted,
@@ -32,6 +33,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ALL_COMPLETED", "ArenaExhausted", "BarrierBroken", "ChipContext", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Failure",
     "InvalidWorkerIndex", "KernelHandle", "NativeKernel", "NativeKernelError", "OrchHandle", "Orchestrator",
-    "RemoteTraceback", "Session", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
+    "RemoteError", "RemoteTraceback", "Session", "SubHandle", "Tag", "Task", "TaskArgs", "TaskError", "WindowExhausted", "Worker",
     "WorkerClosed", "WorkerStateError", "as_completed", "get_include", "wait",
 ]

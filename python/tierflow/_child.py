@@ -201,6 +201,10 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
         port = _core.ChildPort(region, arena, mailbox, index if kind == "chip" else -1)
         for a in ancestors:
             port.add_ancestor_arena(a)
+        if template is not None and hasattr(template, "address"):  # a remote daemon (add_remote)
+            from .remote.client import serve_remote
+            serve_remote(port, template, callables, name=f"{kind} {index}")
+            return
         if template is not None:
             from ._level import serve_next_level
             serve_next_level(port, template, callables, name=f"{kind} {index}", arena=arena, ancestors=ancestors,
@@ -219,6 +223,12 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
             failure, data = None, b""
             try:
                 fn = callables[callable_id]
+                if isinstance(fn, NativeKernel):  # it reached this child at run time (a daemon's catalog)
+                    port.add_native(callable_id, fn.path, fn.symbol)
+                    _flush()
+                    port.run_native(callable_id, rank, size, barrier, args)
+                    del args
+                    continue
                 if chip is not None:
                     chip.group_rank, chip.group_size, chip._barrier = rank, size, barrier
                     value = fn(args, chip)

@@ -22,6 +22,14 @@ class WorkerStateError(RuntimeError):
     (registering after init(), using a Worker inside a task, ...)."""
 
 
+class RemoteError(RuntimeError):
+    """A remote level-3 daemon (add_remote) could not be used at init():
+    unreachable, a refused token, other versions, too few chips. The
+    message names the address and how to fix it."""
+
+    __module__ = "tierflow"
+
+
 class InvalidWorkerIndex(ValueError, IndexError):
     """A chip index outside 0..chips-1."""
 

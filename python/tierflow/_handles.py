@@ -14,6 +14,14 @@ class _Handle:
         self.index = index
         self.fn = fn
 
+    def __reduce__(self):
+        # Sent to another host (inside a pickled orch function), a handle
+        # travels as the content key of its callable; the daemon resolves it
+        # to its own handle for the same callable (see remote/catalog.py).
+        from .remote.catalog import handle_key, resolve_handle
+        kind, key = handle_key(self)
+        return (resolve_handle, (kind, key))
+
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         return f"<tf.{type(self).__name__} #{self.index} {name}>"

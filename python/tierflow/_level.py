@@ -38,7 +38,7 @@ from . import _core
 _SEP = " › "
 
 
-def _root(failures: List[Failure]) -> Failure:
+def root_failure(failures: List[Failure]) -> Failure:
     """The failure a user wants to see: the first that is not only a
     consequence of another (dependents carry the root's text anyway)."""
     for f in failures:
@@ -52,7 +52,7 @@ def nested_report(name: str, err: TaskError) -> Tuple[bytes, bytes, bytes, bytes
     whose inner tasks failed: the message starts with the path of the
     failing worker below this one."""
     try:
-        f = _root(err.failures)
+        f = root_failure(err.failures)
         inner = f.worker or "?"
         message = f.message
         # One level deeper already starts with its own path ("l3 0 › chip 1: ...").

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from . import _core, _forkserver
-from ._errors import ArenaExhausted, WorkerClosed, WorkerStateError
+from ._errors import ArenaExhausted, RemoteError, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from .native import NativeKernel
 from .orchestrator import Orchestrator
@@ -316,11 +316,77 @@ class Worker:
             self._chips = len(self._templates)
             return self._chips - 1
 
-    def add_remote(self, address: str, worker: "Worker", *, token: Optional[str] = None, tls: Any = None) -> int:
-        """A level-3 Worker served by a `tierflow daemon` on another host:
-        not available in this version (local levels are: add_worker)."""
-        raise NotImplementedError("add_remote() (level-3 daemons on other hosts) is not available in this version "
-                                  "of tierflow; run level-3 Workers locally with add_worker()")
+    def add_remote(self, address: str, worker: "Worker", *, token: Optional[str] = None, tls: Any = None,
+                   heartbeat_timeout: float = 10.0, connect_timeout: float = 10.0) -> int:
+        """Adds a level-3 Worker served by a `tierflow daemon` at "host:port"
+        as one next-level worker of this level-4 Worker; returns its index,
+        as add_worker() does. `worker` is a level-3 template (not
+        initialised) whose registered subs and kernels the orch functions may
+        use: they are shipped to the daemon by content at init(). `token`:
+        the daemon's token (its token file's contents; default: the
+        TIERFLOW_TOKEN environment variable). `tls`: a CA certificate file
+        that verifies a TLS daemon; None connects in plaintext (loopback, or
+        a daemon started with --insecure). A daemon that dies or does not
+        answer for `heartbeat_timeout` seconds fails its task as
+        worker_died naming the address. At init() the daemon must answer
+        within `connect_timeout` seconds with the same protocol, Python,
+        cloudpickle and numpy versions, and enough chips and sub-workers;
+        otherwise init() raises tf.RemoteError saying what differs.
+        Tensors travel by value (docs/remote.md)."""
+        self._check_open()
+        with self._lock:
+            self._refork_for_registration()
+            self._check_new("add_remote()")
+        if self.level != 4:
+            raise WorkerStateError(f"add_remote() adds a level-3 daemon, so it needs a level-4 Worker; {self.name} "
+                                   f"is level {self.level}")
+        from .remote.client import RemoteSpec
+        from .remote.wire import split_address
+        split_address(address)
+        if not isinstance(worker, Worker):
+            raise TypeError(f"add_remote() takes a tf.Worker of level 3 as its template, got {type(worker).__name__}")
+        if worker.level != 3:
+            raise ValueError(f"add_remote(): the template must be a level-3 Worker; {worker.name} is level "
+                             f"{worker.level}")
+        if token is None:
+            token = os.environ.get("TIERFLOW_TOKEN")
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise TypeError("add_remote(): token must be a non-empty str (the daemon's token file's contents)")
+        if tls is not None:
+            tls = os.fspath(tls)
+            if not os.path.isfile(tls):
+                raise FileNotFoundError(f"add_remote(): tls={tls!r} must name a CA certificate file (PEM) that "
+                                        f"verifies the daemon's certificate")
+        for what, v in (("heartbeat_timeout", heartbeat_timeout), ("connect_timeout", connect_timeout)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.2 <= v <= 3600:
+                raise ValueError(f"add_remote(): {what} must be a number of seconds in 0.2..3600, got {v!r}")
+        with self._lock, worker._lock:
+            if worker._parent is not None:
+                raise ValueError(f"add_remote(): {worker.name} is already added to {worker._parent.name}; create "
+                                 f"another tf.Worker for this one")
+            if worker._state != "new" or worker._engine is not None or worker._arena is not None:
+                raise WorkerStateError(f"add_remote(): {worker.name} is {worker._state}; a template is never "
+                                       f"initialised and owns no memory")
+            worker._parent = worker._family = self
+            self._templates.append(RemoteSpec(address, worker, token.strip() if token else None, tls,
+                                              float(heartbeat_timeout), float(connect_timeout)))
+            self._chips = len(self._templates)
+            return self._chips - 1
+
+    def _check_remotes(self) -> None:
+        """Waits for each remote's handshake (made by its proxy child) and
+        raises tf.RemoteError with the first refusal."""
+        from ._level import inner_stats
+        from .remote.client import RemoteSpec
+        for i, t in enumerate(self._templates):
+            if not isinstance(t, RemoteSpec):
+                continue
+            answer = inner_stats(t._stats_address + " hello", timeout=t.connect_timeout + 30)
+            if answer is None:
+                raise RemoteError(f"add_remote({t.address!r}): its client process ({self._next_kind} {i}) did not "
+                                  f"report; see its output above")
+            if answer.get("error"):
+                raise RemoteError(f"add_remote({t.address!r}): {answer['error']}")
 
     def _knows_sibling_handle(self, handle) -> bool:
         """A handle of another template added to the same parent is valid
@@ -472,6 +538,15 @@ class Worker:
             self._server_pid = pid
             self._state = "running"
             _live_workers.add(self)
+            try:
+                self._check_remotes()
+            except BaseException:
+                # As if init() never ran: a later call tries again.
+                self._engine, self._state = None, "new"
+                self._orch._core = None
+                _live_workers.discard(self)
+                engine.shutdown(True, 0.5)
+                raise
 
     # -- sessions -------------------------------------------------------
     def session(self, name: str, weight: int = 1) -> Session:

@@ -346,7 +346,8 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
   if (r.ok && !died) {
     if (w.member == 0) t.value = std::move(r.value);
   } else {
-    FailureKind kind = !died ? FailureKind::Exception : killed ? w.kill_kind : FailureKind::WorkerDied;
+    FailureKind kind = !died ? (r.lost ? FailureKind::WorkerDied : FailureKind::Exception)
+                             : killed ? w.kill_kind : FailureKind::WorkerDied;
     bool first = !t.failed;
     if (first || rank(kind, r.types) > rank(t.failed->failure.kind, t.failed->types)) {
       if (first) t.failed.reset(new TaskSlot::AttemptFailure());

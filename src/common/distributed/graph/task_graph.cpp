@@ -11,11 +11,13 @@ TaskGraph::TaskGraph(uint32_t window, std::shared_ptr<Arena> arena)
     : arena_(std::move(arena)), ring_(window), slots_(new TaskSlot[window]) {}
 
 void TaskGraph::set_callable_names(TaskKind kind, std::vector<std::string> names) {
+  std::lock_guard<std::mutex> lock(names_mu_);
   callable_names_[static_cast<int>(kind)] = std::move(names);
 }
 
 std::string TaskGraph::callable_name(TaskKind kind, uint32_t callable) const {
   // A group runs a kernel, as a chip task does.
+  std::lock_guard<std::mutex> lock(names_mu_);
   const auto& names = callable_names_[static_cast<int>(kind == TaskKind::Group ? TaskKind::Chip : kind)];
   if (callable < names.size()) return names[callable];
   return (kind == TaskKind::Sub ? "sub #" : "kernel #") + std::to_string(callable);

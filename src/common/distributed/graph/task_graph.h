@@ -123,6 +123,9 @@ class TaskGraph {
   Ring ring_;
   std::unique_ptr<TaskSlot[]> slots_;
   std::atomic<TaskId> next_id_{1};
+  // Set at init and again when a daemon learns a callable at run time;
+  // read when a Task's name is asked for (never on the dispatch path).
+  mutable std::mutex names_mu_;
   std::vector<std::string> callable_names_[3];
 
   mutable std::mutex map_mu_;  // guards map_, block_of_alloc_, sweep_at_

@@ -17,6 +17,10 @@ namespace tierflow {
 
 struct TaskResult {
   bool ok = true;
+  // !ok only: what runs the task behind this worker is gone (a remote
+  // daemon that died or stopped answering), while the worker itself lives.
+  // The task fails as worker_died (retries apply) and the worker stays.
+  bool lost = false;
   std::string value;  // ok: the pickled return value, empty for None
   std::string message, traceback, types, exception;  // !ok
 

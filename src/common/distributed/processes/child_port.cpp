@@ -36,7 +36,7 @@ bool ChildPort::wait(Request* out) {
 void ChildPort::complete(const TaskResult& result) {
   if (group_size_ > 1 && barriers_ != nullptr) barriers_[barrier_].break_it();
   size_t n = result.encode(box_.payload, kMailboxPayload);
-  box_.ok = result.ok ? 1 : 0;
+  box_.ok = result.ok ? 1 : result.lost ? 2 : 0;
   box_.result_len = static_cast<uint32_t>(n);
   // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
   // the next wait() sees it.

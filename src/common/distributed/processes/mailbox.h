@@ -35,7 +35,7 @@ struct alignas(64) Mailbox {
   uint32_t barrier = 0;
   uint32_t request_len = 0;
   // Result (child writes while POSTED).
-  uint32_t ok = 1;
+  uint32_t ok = 1;  // 1 ok, 0 failed, 2 lost (TaskResult::lost)
   uint32_t result_len = 0;
   alignas(64) char payload[kMailboxPayload];
 };

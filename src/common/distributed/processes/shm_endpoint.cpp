@@ -29,7 +29,8 @@ void ShmEndpoint::post(const Dispatch& d) {
 
 bool ShmEndpoint::poll(TaskResult* out) {
   if (box_.state.load(std::memory_order_acquire) != kDone) return false;
-  *out = TaskResult::decode(box_.ok != 0, box_.payload, box_.result_len);
+  *out = TaskResult::decode(box_.ok == 1, box_.payload, box_.result_len);
+  out->lost = box_.ok == 2;
   box_.state.store(kIdle, std::memory_order_relaxed);
   return true;
 }

@@ -258,6 +258,16 @@ class ChildPort:
         Reports a failure (UTF-8 text; shortened to fit the mailbox at character boundaries)
         """
 
+    def lost(self, message: bytes, traceback: bytes) -> None:
+        """
+        Reports that what runs this request behind this worker is gone (a remote daemon): the task fails as worker_died, retries apply, and this worker keeps serving
+        """
+
+    def run_native(self, callable: int, rank: int, size: int, barrier: int, args: TaskArgs) -> None:
+        """
+        Runs and answers one request (returned by wait()) with the native kernel added for `callable` after this child started (add_native): a kernel that reached the child at run time
+        """
+
     max_value_bytes: Final[int] = ...
     """The largest pickled return value a task can send back"""
 
