@@ -6,7 +6,10 @@ Runs W1-W4 and W4c of benchmarks/WORKLOADS.md on tierflow (2 Python
 sub-workers; 2 chips with native kernels) and on ProcessPoolExecutor(2),
 measures the machine's limits in the same run (futex round trip in C and in
 Python, single-process numpy for W3), the Python submit cost and the engine's
-memory per live task, and the sessions' fairness (F1, F2, J1, S1), prints a
+memory per live task, the sessions' fairness (F1, F2, J1, S1), levels
+above 3 (L1, L2) and remote level 3 over gRPC (R1-R3: `tierflow daemon`
+subprocesses on loopback against raw TCP, a plain gRPC unary call and
+ProcessPoolExecutor; this process never imports grpc), prints a
 table, and writes benchmarks/results/latest.json and latest.png (a --quick run
 writes quick.json and quick.png instead, leaving the recorded run alone). Each figure is the median of the
 repetitions (min and max beside it) after one untimed warm-up; ratios are
@@ -26,6 +29,7 @@ import tierflow as tf  # noqa: E402
 from bench_peer import PeerBench  # noqa: E402
 from bench_tierflow import TierflowBench  # noqa: E402
 import bench_levels  # noqa: E402
+import bench_remote  # noqa: E402
 import bench_sessions  # noqa: E402
 import limits  # noqa: E402
 
@@ -114,6 +118,8 @@ def run(reps, quick):
                                      if isinstance(v, dict)), flush=True)
     res["levels"] = bench_levels.run(measure, reps, quick)
     print("  levels: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["levels"].items()), flush=True)
+    res["remote"] = bench_remote.run(measure, reps, quick)
+    print("  remote: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["remote"].items()), flush=True)
     res["bytes_per_live_task"] = bytes_per_live_task(4096 if quick else 65536)
     return res
 
@@ -145,6 +151,7 @@ def ratios(res):
             lv[f"l1_l3_w2_chip_hop_{kernel}_us"])
     out["l2 L4 fan-out / processpool (x faster)"] = m(lv["l2_l4_fanout_tasks_per_s"]) / m(
         lv["l2_processpool_tasks_per_s"])
+    out.update(bench_remote.ratios(res["remote"]))
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -171,6 +178,7 @@ TARGETS = {
     "l1 L4 hop / L3 W2 chip hop, native kernels (x slower)": ("<=", 3),
     "l1 L4 hop / L3 W2 chip hop, python kernels (x slower)": ("<=", 3),
     "l2 L4 fan-out / processpool (x faster)": (">=", 10),
+    **bench_remote.TARGETS,
 }
 
 
@@ -187,6 +195,9 @@ def table(res, rat):
     sc = res["submit_cost_us"]
     lines.append(f"| submit cost from Python, us/task (target <= 3) | {sc['median']:.3g} ({sc['min']:.3g}-{sc['max']:.3g}) |")
     lines.append(f"| engine bytes per live task (target <= 1024) | {res['bytes_per_live_task']:.0f} |")
+    lines += ["", "| remote figure (R1-R3) | median (min-max) |", "|---|---|"]
+    for k, d in res.get("remote", {}).items():
+        lines.append(f"| {k} | {d['median']:.4g} ({d['min']:.3g}-{d['max']:.3g}) |")
     lines += ["", "| ratio (same run) | value | target | met |", "|---|---|---|---|"]
     for k, v in rat.items():
         op, t = TARGETS.get(k, ("", None))

@@ -45,7 +45,7 @@ DType parse_format(const char* fmt, Py_ssize_t itemsize) {
 }
 
 PyTaskArgs& add_tensor(PyTaskArgs& self, nb::handle obj, AccessTag tag) {
-  if (self.decoded()) throw std::logic_error("this TaskArgs belongs to a running task; build a new one");
+  if (self.sealed()) throw std::logic_error("this TaskArgs belongs to a running task; build a new one");
   Py_buffer view;
   if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_RECORDS_RO) != 0) {
     PyErr_Clear();
@@ -171,7 +171,15 @@ namespace {
 nb::object tensor_at(nb::handle self_h, int64_t i) {
   PyTaskArgs& self = nb::cast<PyTaskArgs&>(self_h);
   const TensorDesc& d = desc_at(self, i);
-  if (!self.decoded()) return self.keep[static_cast<size_t>(i < 0 ? i + self.keep.size() : i)];
+  if (!self.decoded()) {
+    nb::object t = self.keep[static_cast<size_t>(i < 0 ? i + self.keep.size() : i)];
+    if (self.received && d.tag == AccessTag::Input) {  // the task sees an input read-only
+      nb::object v = t.attr("view")();
+      v.attr("flags").attr("writeable") = false;
+      return v;
+    }
+    return t;
+  }
   size_t shape[kMaxDims];
   int64_t strides[kMaxDims];
   for (int k = 0; k < d.ndim; ++k) {
@@ -219,7 +227,7 @@ void bind_task_args(nb::module_& m) {
       // scalar; inside a task, read scalar i.
       .def("scalar", [](nb::handle self_h, nb::handle x) -> nb::object {
              PyTaskArgs& s = nb::cast<PyTaskArgs&>(self_h);
-             if (!s.decoded()) {
+             if (!s.sealed()) {
                add_scalar(s, x);
                return nb::borrow(self_h);
              }
@@ -235,6 +243,10 @@ void bind_task_args(nb::module_& m) {
            }, "x"_a.none(),
            "On a builder: adds the scalar x (an int or a float, Python or numpy; a bool is 0 or 1) and returns "
            "self. Inside a task: returns scalar number x.")
+      .def("_as_received", [](nb::handle self_h) -> nb::object {
+             nb::cast<PyTaskArgs&>(self_h).received = true;
+             return nb::borrow(self_h);
+           }, "Hands this builder to an orch function as a task's arguments (used by the daemon). Returns self.")
       .def_prop_ro("num_tensors", [](const PyTaskArgs& s) { return s.args.tensors.size(); }, "How many tensors")
       .def_prop_ro("num_scalars", [](const PyTaskArgs& s) { return s.args.scalars.size(); }, "How many scalars")
       .def("__repr__", [](const PyTaskArgs& s) {

@@ -25,6 +25,12 @@ struct PyTaskArgs {
   std::vector<nb::object> keep;
   std::array<char*, kMaxSpaces> bases{};  // bases[0] non-null: decoded in a child
   bool decoded() const { return bases[0] != nullptr; }
+  // Built here but handed to an orch function as a task's arguments (a
+  // daemon runs a remote task so): reads like a decoded one (scalar(i)
+  // reads, input tensors are read-only, nothing can be added), submits like
+  // a builder (its tensors are this process's own arena arrays).
+  bool received = false;
+  bool sealed() const { return decoded() || received; }
   // Tensor i's data in this process; throws if its arena is not mapped here.
   char* data_of(const TensorDesc& d) const;
 };

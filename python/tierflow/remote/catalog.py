@@ -96,6 +96,11 @@ def payload_of(fn: Any, kind: str) -> Tuple[str, bytes, bytes]:
         return kind, payload, key
 
 
+def forget_payloads() -> None:
+    with _payload_lock:
+        _payloads.clear()
+
+
 def handle_key(handle: Any) -> Tuple[str, bytes]:
     from .._handles import KernelHandle, OrchHandle, SubHandle
     kind = {SubHandle: "sub", KernelHandle: "kernel", OrchHandle: "orch"}[type(handle)]

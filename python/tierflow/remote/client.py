@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import wire
-from .catalog import payload_of
+from .catalog import forget_payloads, payload_of
 
 _SEP = " › "
 
@@ -104,10 +104,14 @@ class Connection:
                                       response_deserializer=rep.FromString)
         return fn(req, metadata=self.md, timeout=timeout)
 
-    def connect(self) -> None:
-        """Handshake, catalog, session; raises RuntimeError with the reason."""
+    def connect(self, patient: bool = False) -> None:
+        """Handshake, catalog, session; raises RuntimeError with the reason.
+        `patient` (at init()): a daemon that does not answer yet is asked
+        again until connect_timeout; otherwise one attempt (a refused
+        connection fails at once)."""
         grpc, pb = self.grpc, self.pb
         self.close()
+        forget_payloads()  # pickle afresh: globals the functions capture may have changed
         address = self.spec.address
         if self.spec.tls:
             with open(self.spec.tls, "rb") as f:
@@ -118,16 +122,21 @@ class Connection:
             channel = grpc.insecure_channel(address, options=self._options())
         self.channel = channel
         timeout = self.spec.connect_timeout
-        try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            raise RuntimeError(f"cannot reach a tierflow daemon at {address} within {timeout:g} s (is it running, "
-                               f"and listening there{' with TLS' if self.spec.tls else ''}?)") from None
-        try:
-            hello = self._call("Hello", pb.HelloRequest(client=pb.Versions(**wire.versions())), pb.HelloReply,
-                               timeout)
-        except grpc.RpcError as e:
-            raise RuntimeError(self._refusal("Hello", e)) from None
+        deadline = time.monotonic() + timeout
+        hello_req = pb.HelloRequest(client=pb.Versions(**wire.versions()))
+        while True:
+            try:
+                hello = self._call("Hello", hello_req, pb.HelloReply, max(0.1, deadline - time.monotonic()))
+                break
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise RuntimeError(self._refusal("Hello", e)) from None
+                if not patient or time.monotonic() >= deadline:
+                    raise RuntimeError(f"cannot reach a tierflow daemon at {address} within {timeout:g} s "
+                                       f"({_status(e)}); is it running, and listening there"
+                                       f"{' with TLS' if self.spec.tls else ' without TLS'}?") from None
+                time.sleep(0.1)
         daemon_v = {f: getattr(hello.daemon, f) for f in wire.versions()}
         bad = wire.version_mismatch(wire.versions(), daemon_v)
         if bad:
@@ -391,7 +400,7 @@ def serve_remote(port: Any, spec: RemoteSpec, orch_fns: List[Callable], *, name:
     conn = Connection(spec, name, orch_fns)
     error = None
     try:
-        conn.connect()
+        conn.connect(patient=True)
     except Exception as e:
         error = str(e)
         conn.close()

@@ -279,12 +279,16 @@ class Service:
 
     def Attach(self, request, context):
         cs = self._session(request.session, context)
+        if request.interval_s != request.interval_s:  # NaN: wait(NaN) returns at once, a busy loop of beats
+            self._abort(context, "INVALID_ARGUMENT", "Attach: interval_s is NaN; send the beat interval in seconds")
         cs.attached = True
         interval = min(max(request.interval_s or 1.0, 0.05), 5.0)
         context.add_callback(cs.gone.set)
         seq = 0
         try:
             while not cs.gone.is_set() and context.is_active():
+                if self.state == "draining" and not cs.run_lock.locked():
+                    break  # stopping: a session with nothing running ends now, so stop() need not wait
                 yield self.pb.Beat(seq=seq, state=self.state)
                 seq += 1
                 cs.gone.wait(interval)
@@ -372,21 +376,27 @@ class Service:
                     raise wire.WireError(f"tensor {i}: no staged upload {t.staged[:16]!r} of {t.nbytes} bytes")
                 arr = buf.view(dt).reshape(dims)
             else:
-                arr = self.w.alloc(dims, dt)
+                try:
+                    arr = self.w.alloc(dims, dt)
+                except (TypeError, ValueError) as e:  # e.g. a 0-byte shape with a dimension past numpy's limit
+                    raise wire.WireError(f"tensor {i}: {e}") from None
                 if t.tag != 2:
                     if source != "data" or len(t.data) != t.nbytes:
                         raise wire.WireError(f"tensor {i} ({wire.TAGS[t.tag]}) must carry its {t.nbytes} bytes "
                                              f"(inline or staged)")
                     if t.nbytes:
                         arr.reshape(-1).view(np.uint8)[:] = np.frombuffer(t.data, dtype=np.uint8)
-            getattr(args, wire.TAGS[t.tag])(arr)
+            try:
+                getattr(args, wire.TAGS[t.tag])(arr)
+            except (TypeError, ValueError) as e:  # a dtype, byte order or rank the engine does not take
+                raise wire.WireError(f"tensor {i}: {e}") from None
             arrays.append((t.tag, arr))
         for s in request.scalars:
             which = s.WhichOneof("value")
             if which is None:
                 raise wire.WireError("a scalar must hold an int or a float")
             args.scalar(s.i if which == "i" else s.f)
-        return args, arrays
+        return args._as_received(), arrays
 
     def Run(self, request, context):
         from .._errors import TaskError
@@ -544,22 +554,38 @@ def build_server(service: Service, token: str, *, max_workers: int):
             return _deny(grpc, handler, details.method, unauthenticated)
 
     S = service
+
+    def parsed(fn, req, streaming=False):
+        """fn with its request parsed here: a message that does not parse is
+        INVALID_ARGUMENT (gRPC's own deserializer answers INTERNAL and logs
+        a traceback for each)."""
+        def parse(raw, context):
+            try:
+                return req.FromString(raw)
+            except Exception as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a {req.DESCRIPTOR.full_name} message: {e}")
+
+        if streaming:
+            def stream(raw, context):
+                yield from fn(parse(raw, context), context)
+            return stream
+        return lambda raw, context: fn(parse(raw, context), context)
+
     unary = lambda fn, req, rep: grpc.unary_unary_rpc_method_handler(  # noqa: E731
-        fn, request_deserializer=req.FromString, response_serializer=rep.SerializeToString)
+        parsed(fn, req), response_serializer=rep.SerializeToString)
     handlers = {
         "Hello": unary(S.Hello, pb.HelloRequest, pb.HelloReply),
         "Has": unary(S.Has, pb.HasRequest, pb.HasReply),
         "Push": unary(S.Push, pb.PushRequest, pb.PushReply),
         "OpenSession": unary(S.OpenSession, pb.OpenRequest, pb.OpenReply),
-        "Attach": grpc.unary_stream_rpc_method_handler(S.Attach, request_deserializer=pb.AttachRequest.FromString,
+        "Attach": grpc.unary_stream_rpc_method_handler(parsed(S.Attach, pb.AttachRequest, streaming=True),
                                                         response_serializer=pb.Beat.SerializeToString),
         "Run": unary(S.Run, pb.RunRequest, pb.RunReply),
         # Chunks are read and written as raw serialised messages (one copy
         # each way instead of a protobuf object per megabyte).
         "Upload": grpc.stream_unary_rpc_method_handler(S.Upload, request_deserializer=None,
                                                        response_serializer=pb.UploadReply.SerializeToString),
-        "Download": grpc.unary_stream_rpc_method_handler(S.Download,
-                                                         request_deserializer=pb.DownloadRequest.FromString,
+        "Download": grpc.unary_stream_rpc_method_handler(parsed(S.Download, pb.DownloadRequest, streaming=True),
                                                          response_serializer=None),
         "Ready": unary(S.Ready, pb.ReadyRequest, pb.ReadyReply),
         "Stats": unary(S.Stats, pb.StatsRequest, pb.StatsReply),

@@ -62,6 +62,23 @@ TEST(ReadySet, EqualWeightsAlternate) {
   EXPECT_EQ(sub_order(r, 12), "ABABABABABAB");
 }
 
+TEST(ReadySet, APassThatFindsNothingLeavesTheTurnWhereItWas) {
+  // The scheduler asks for a group before it asks for a chip task; when no
+  // session has a group, that pass must not move the round on.
+  ReadySet r(1);
+  for (int i = 0; i < 6; ++i) r.push(entry(0, TaskKind::Chip));
+  for (int i = 0; i < 6; ++i) r.push(entry(1, TaskKind::Chip));
+  std::string order;
+  ReadyEntry e;
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_FALSE(r.pop_group(&e));
+    EXPECT_FALSE(r.pop_sub(&e));
+    ASSERT_TRUE(r.pop_chip(0, &e));
+    order += static_cast<char>('A' + e.session);
+  }
+  EXPECT_EQ(order, "ABABABABABAB");
+}
+
 TEST(ReadySet, WeightsSetTheShareOfTurns) {
   ReadySet r(1);
   r.set_weight(0, 3);

@@ -83,6 +83,12 @@ void ReadySet::leave_ring_if_idle(Class k, uint32_t session) {
 bool ReadySet::serve(Class k, const std::function<std::deque<ReadyEntry>*(Queues&)>& pick, ReadyEntry* out) {
   Ring& r = rings_[k];
   if (r.members.empty()) return false;
+  // A pass that finds nothing this worker can run must leave the turn where
+  // it was: the scheduler asks for a group before every chip, and a failed
+  // group pass that moved the turn on would hand the same session a fresh
+  // credit every time (with two sessions, a full round lands back on it).
+  const size_t start_at = r.at;
+  const bool start_fresh = r.fresh;
   // Enough turns for the most expensive task (a group of every chip) to be
   // paid for by a session of weight 1, then give up: nobody can run here.
   size_t limit = r.members.size() * (static_cast<size_t>(chips_) + 2);
@@ -107,7 +113,11 @@ bool ReadySet::serve(Class k, const std::function<std::deque<ReadyEntry>*(Queues
     } else if (turn >= r.members.size() && std::none_of(r.members.begin(), r.members.end(), [&](uint32_t s) {
                  return pick(sessions_[s]) != nullptr;
                })) {
-      return false;  // a whole round found nothing this worker can run
+      // A whole round found nothing this worker can run (and so credited
+      // nobody): as if it had not been asked.
+      r.at = start_at;
+      r.fresh = start_fresh;
+      return false;
     }
     r.at = (r.at + 1) % r.members.size();
     r.fresh = true;
