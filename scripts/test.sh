@@ -7,13 +7,20 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-if ! dpkg -s libgtest-dev >/dev/null 2>&1; then
+# libgtest-dev: the C++ tests; iproute2: the two-host remote test (network
+# namespaces); openssl: the TLS test's self-signed certificate.
+APT_NEEDED=""
+for pkg in libgtest-dev iproute2 openssl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || APT_NEEDED="$APT_NEEDED $pkg"
+done
+if [ -n "$APT_NEEDED" ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgtest-dev
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_NEEDED
 fi
 
 PY=${PYTHON:-python3}
-$PY -m pip install -q --upgrade "nanobind==3.1.0" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis
+$PY -m pip install -q --upgrade "nanobind==3.1.0" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis \
+  "grpcio-tools==1.85.1"  # pinned: the committed tierflow_remote_pb2.py is its protoc's output
 $PY -m pip install -q .
 
 JOBS=$(nproc)

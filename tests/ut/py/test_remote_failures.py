@@ -117,6 +117,30 @@ def test_a_daemon_killed_while_a_large_tensor_streams(daemon):
         assert e.value.failures[0].kind == "worker_died"
 
 
+def test_local_workers_keep_serving_while_a_remote_is_down(daemon):
+    l3_remote, l3_local = tf.Worker(level=3, chips=2), tf.Worker(level=3, chips=2)
+    for l3 in (l3_remote, l3_local):
+        H["fail"] = l3.register_kernel(fail_on_chip)
+        H["nap"] = l3.register_kernel(nap)
+    w4 = tf.Worker(level=4)
+    rid = w4.add_remote(daemon.address, l3_remote, token=daemon.token, heartbeat_timeout=2.0)
+    lid = w4.add_worker(l3_local)
+    nap_o = w4.register_orch(orch_nap)
+    with w4:
+        xs = [w4.zeros(2, np.int64) for _ in range(3)]
+        w4.submit_next_level(nap_o, tf.TaskArgs().inout(xs[0]).scalar(0.0).scalar(1), worker=rid).wait(60)
+        daemon.kill(signal.SIGKILL)
+        lost = w4.submit_next_level(nap_o, tf.TaskArgs().inout(xs[1]).scalar(0.0).scalar(1), worker=rid)
+        for _ in range(5):
+            w4.submit_next_level(nap_o, tf.TaskArgs().inout(xs[2]).scalar(0.0).scalar(1), worker=lid)
+        with pytest.raises(tf.TaskError) as e:
+            w4.drain(timeout=60)
+        assert [f.task_id for f in e.value.failures] == [lost.id]
+        assert e.value.failures[0].kind == "worker_died"
+        assert (xs[2] == 5).all() and (xs[0] == 1).all()
+        assert w4.stats()["l3 0"]["connected"] is False
+
+
 def test_retries_cover_a_lost_daemon(daemon):
     w4, _, nap_o = level4(daemon, heartbeat=3.0)
     with w4:
