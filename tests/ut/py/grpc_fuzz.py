@@ -601,9 +601,9 @@ def categories(f: Fuzzer, n: int):
         for _ in range(draw(st.integers(0, 4))):
             m.scalars.add(**draw(st.one_of(st.builds(dict, i=st.integers(-(1 << 63), (1 << 63) - 1)),
                                            st.builds(dict, f=st.floats()))))
-        what = draw(st.lists(st.sampled_from(["session", "orch", "tensor", "tensor", "tensor", "tensor",
-                                              "many_tensors", "many_scalars", "empty_scalar"]),
-                             max_size=2, unique=True))
+        what = [] if draw(st.integers(0, 7)) == 0 else draw(st.lists(st.sampled_from(
+            ["session", "orch", "tensor", "tensor", "tensor", "tensor", "tensor", "tensor", "many_tensors",
+             "many_scalars", "empty_scalar"]), min_size=1, max_size=2, unique=True))  # [] : a valid control
         expect = {"OK"}
         if "tensor" in what:
             if not m.tensors:
@@ -640,6 +640,10 @@ def categories(f: Fuzzer, n: int):
     @given(case=run_case(), extra=unknown_fields())
     def run_test(case, extra):
         m, what, expect = case
+        counts = f.cat.setdefault("mutations", {})
+        for w in what or ["none (valid)"]:
+            k = w.split()[-1] if w.startswith("tensor ") else w
+            counts[k] = counts.get(k, 0) + 1
         if expect == {"INVALID_ARGUMENT"} and not {"session", "orch"} & set(what):
             # each mutation breaks the protocol: the oracle must agree
             assert any(tensor_verdict(t, f.arena) == "invalid" for t in m.tensors) or \
