@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
     ("tensor_parallel.py", "tensor_parallel: OK", "[sub 0] check:"),
     ("two_clients.py", "item 13 is corrupt", None),
     ("data_parallel.py", "data_parallel: OK (orch tasks: l3 0 ran 1, l3 1 ran 1)", "[sub 0] check:"),
+    ("remote_data_parallel.py", "ran 3 chip tasks for this client", None),
 ])
 def test_example_runs_and_checks_itself(script, stdout, stderr):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)],
