@@ -95,8 +95,3 @@ def test_level_4_without_added_workers_says_how_to_add_them(make_worker):
     w4.init()
     with pytest.raises(ValueError, match=r"needs level-3 Workers, but none was added; add one with w.add_worker"):
         w4.submit_next_level(o)
-
-
-def test_add_remote_is_not_available_yet(make_worker):
-    with pytest.raises(NotImplementedError, match="add_worker"):
-        make_worker(level=4).add_remote("127.0.0.1:7070", tf.Worker(level=3))

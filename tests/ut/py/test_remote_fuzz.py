@@ -170,3 +170,4 @@ def test_the_fuzzed_daemon_serves_a_real_level4_worker(fuzzed, make_worker):
         assert t.result(timeout=60) == float(np.arange(n).sum())
         np.testing.assert_array_equal(out, np.arange(n) * 3 + 0.5)
     w4.drain(timeout=30)
+    assert "grpc" not in sys.modules, "the pytest process imported grpc (it forks: gRPC does not survive that)"

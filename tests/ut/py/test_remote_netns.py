@@ -162,7 +162,7 @@ def test_a_non_loopback_address_without_tls_or_insecure_is_refused(tmp_path, net
 
 
 @pytest.mark.timeout(180)
-def test_an_l4_runs_orch_tasks_on_a_daemon_in_another_namespace(daemons, make_worker, net):
+def test_an_l4_runs_orch_tasks_on_a_daemon_in_another_namespace(make_worker, daemons, net):
     d = daemons()
     assert d.address.startswith(f"{net.ns_ip}:") and d.ready["auth"]["transport"] == "insecure"
     assert probe("health", d.address) == {"status": "SERVING"}  # over the veth, from this namespace
@@ -181,6 +181,8 @@ def test_an_l4_runs_orch_tasks_on_a_daemon_in_another_namespace(daemons, make_wo
         np.testing.assert_array_equal(a, np.arange(n))  # an input is not written back
     w4.drain(timeout=30)
     assert f"opened for ipv4:{net.host_ip}:" in d.log(), "the session did not come over the veth"
+    w4.close()  # before the daemon stops: a connected client holds its stop for the whole --grace
+    assert "grpc" not in sys.modules, "the pytest process imported grpc (it forks: gRPC does not survive that)"
 
 
 def _fails_as_worker_died(w4, t, d, started):
@@ -199,7 +201,7 @@ def _fails_as_worker_died(w4, t, d, started):
 
 
 @pytest.mark.timeout(180)
-def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat(daemons, make_worker, net):
+def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat(make_worker, daemons, net):
     d = daemons()
     w4, h = level4(make_worker, d)
     t = w4.submit_next_level(h["orch_nap"], tf.TaskArgs().scalar(60.0))
@@ -210,6 +212,7 @@ def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat
     started = time.monotonic()
     d.kill(signal.SIGKILL)
     took = _fails_as_worker_died(w4, t, d, started)
+    print(f"\nkill -9: the task failed as worker_died {took:.2f} s later")
     assert took <= HEARTBEAT + 2, f"the task failed {took:.1f} s after the daemon died (heartbeat {HEARTBEAT} s)"
     # the daemon's children die with it, and the namespace empties
     assert wait_until(lambda: not any(process_running(p) for p in kids), 15), "the daemon's children outlived it"
@@ -217,7 +220,7 @@ def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat
 
 
 @pytest.mark.timeout(180)
-def test_a_silent_link_fails_the_task_as_worker_died_within_the_heartbeat(daemons, make_worker, net):
+def test_a_silent_link_fails_the_task_as_worker_died_within_the_heartbeat(make_worker, daemons, net):
     """The veth goes down: no reset, no FIN, only silence; the heartbeat
     decides."""
     d = daemons(extra=["--grace", "1"])
@@ -231,6 +234,7 @@ def test_a_silent_link_fails_the_task_as_worker_died_within_the_heartbeat(daemon
         took = _fails_as_worker_died(w4, t, d, started)
     finally:
         net.link("up")
+    print(f"\nlink down: the task failed as worker_died {took:.2f} s later")
     assert took <= HEARTBEAT + 3, f"the task failed {took:.1f} s after the link went silent (heartbeat {HEARTBEAT} s)"
     assert d.proc.poll() is None  # the daemon itself is fine
     # the link is back: the next task connects again and runs
@@ -240,3 +244,4 @@ def test_a_silent_link_fails_the_task_as_worker_died_within_the_heartbeat(daemon
     t.wait(timeout=60)
     np.testing.assert_array_equal(out, np.arange(4) * 3.0)
     np.testing.assert_array_equal(c, [1, 1, 1, 1])
+    w4.close()
