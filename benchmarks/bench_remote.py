@@ -183,13 +183,11 @@ class Processes:
             f.write(TOKEN + "\n")
         os.chmod(self.token_file, 0o600)
 
-    def _spawn(self, name, argv, **kw):
+    def _spawn(self, name, argv):
         log = os.path.join(self.dir, f"{name}.log")
         ready = os.path.join(self.dir, f"{name}.ready.json")
-        out = open(log, "ab")
-        p = subprocess.Popen(argv, stdout=kw.pop("stdout", out), stderr=out, stdin=kw.pop("stdin", subprocess.DEVNULL),
-                             **kw)
-        out.close()
+        with open(log, "ab") as out:
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(p)
         return p, ready, log
 
@@ -201,9 +199,9 @@ class Processes:
         p, ready, log = self._spawn(name, argv)
         return _wait_ready(p, ready, f"the daemon {name}", log)["address"]
 
-    def peer(self, name: str, *args: str, **kw):
+    def peer(self, name: str, *args: str):
         p, ready, log = self._spawn(name, [sys.executable, os.path.abspath(__file__), name, os.path.join(
-            self.dir, f"{name}.ready.json"), *args], **kw)
+            self.dir, f"{name}.ready.json"), *args])
         return p, _wait_ready(p, ready, name, log)["address"]
 
     def close(self) -> None:

@@ -168,6 +168,14 @@ class Connection:
         except grpc.RpcError as e:
             raise RuntimeError(self._refusal("the handshake", e)) from None
         self.session = opened.session
+        self.data = None
+        if hello.data_port:  # large tensors go straight between the arenas (data_channel.py)
+            from .data_channel import DataClient
+            host, _port = wire.split_address(address)
+            self.data = DataClient(host, hello.data_port, self.spec.token, self.session, ca_file=self.spec.tls,
+                                   timeout=self.spec.heartbeat_timeout)
+        self._run_call = channel.unary_unary(f"/{wire.SERVICE}/Run", request_serializer=pb.RunRequest.SerializeToString,
+                                             response_deserializer=pb.RunReply.FromString)
         self.lost_reason = None
         self.draining = False
         self.last_beat = time.monotonic()
@@ -187,6 +195,9 @@ class Connection:
 
     def close(self) -> None:
         self.generation += 1
+        data, self.data = getattr(self, "data", None), None
+        if data is not None:
+            data.close()
         ch, self.channel = self.channel, None
         if ch is not None:
             try:
@@ -302,9 +313,7 @@ class Connection:
                 msg.scalars.add(f=v)
             else:
                 msg.scalars.add(i=v)
-        call = self.channel.unary_unary(f"/{wire.SERVICE}/Run", request_serializer=pb.RunRequest.SerializeToString,
-                                        response_deserializer=pb.RunReply.FromString)
-        return self._wait(call.future(msg, metadata=self.md)), tensors
+        return self._wait(self._run_call.future(msg, metadata=self.md)), tensors
 
     def _wait(self, fut):
         """The reply of a call in flight, or Lost once the daemon is."""
@@ -331,7 +340,23 @@ class Connection:
             return Lost(f"dropped the call ({_status(e)})")
         return _Refused(_status(e))
 
+    def _bulk(self, what: str, fn, *args):
+        from .data_channel import ChannelError
+        try:
+            return fn(*args)
+        except ChannelError as e:
+            if self.lost_reason is not None:
+                raise Lost(self.lost_reason) from None
+            if "refused" in str(e):
+                raise _Refused(f"{what}: {e}") from None
+            raise Lost(f"dropped the bulk connection during {what} ({e})") from None
+        except OSError as e:
+            raise Lost(self.lost_reason or f"dropped the bulk connection during {what} "
+                                           f"({type(e).__name__}: {e})") from None
+
     def _upload(self, arr) -> str:
+        if self.data is not None:
+            return self._bulk("an upload", self.data.upload, arr)
         pb = self.pb
         call = self.channel.stream_unary(f"/{wire.SERVICE}/Upload", request_serializer=None,
                                          response_deserializer=pb.UploadReply.FromString)
@@ -339,6 +364,8 @@ class Connection:
         return self._wait(call.future(wire.chunks_of(arr), metadata=md)).staged
 
     def _download(self, staged: str, dest) -> int:
+        if self.data is not None:
+            return self._bulk("a download", self.data.download, staged, dest)
         pb = self.pb
         call = self.channel.unary_stream(f"/{wire.SERVICE}/Download",
                                          request_serializer=pb.DownloadRequest.SerializeToString,

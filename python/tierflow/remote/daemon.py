@@ -74,6 +74,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help=f"file holding the token clients must present (default {DEFAULT_TOKEN_FILE}); created "
                         f"with a new random token, mode 0600, when it is missing or empty")
     p.add_argument("--ready-file", default=None, help="written (atomically, JSON) once the daemon serves")
+    p.add_argument("--data-port", type=int, default=0,
+                   help="port of the bulk channel for tensors above 1 MiB, on the --listen host (default 0: any "
+                        "free port, reported to clients; -1: none, large tensors stream over gRPC)")
     p.add_argument("--tls-cert", default=None, help="PEM certificate chain of this daemon")
     p.add_argument("--tls-key", default=None, help="PEM private key of this daemon")
     p.add_argument("--insecure", action="store_true",
@@ -205,6 +208,8 @@ class Service:
         self.address = ""
         self.opened = 0
         self.refused = 0  # calls refused for a wrong or missing token
+        self.data_port = 0  # the bulk channel's (data_channel.py), once it listens
+        self.data_server = None
 
     # helpers
     def _abort(self, context, code: str, message: str):
@@ -227,7 +232,7 @@ class Service:
             chips_alive=sum(1 for k, a in alive.items() if k.startswith("chip") and a),
             sub_workers_alive=sum(1 for k, a in alive.items() if k.startswith("sub") and a),
             max_inline_bytes=wire.MAX_INLINE_BYTES, chunk_bytes=wire.CHUNK_BYTES, arena_bytes=self.w._arena_bytes,
-            host=socket.gethostname())
+            host=socket.gethostname(), data_port=self.data_port)
 
     def Has(self, request, context):
         keys = list(request.keys)
@@ -501,7 +506,8 @@ class Service:
             "window": self.w._window, "live_slots": s.get("live_tasks", 0), "queue_depth": s.get("queue_depth", 0),
             "sessions": sessions, "catalog": self.catalog.stats(),
             "auth": {"token": True, "transport": self.mode, "token_file": self.token_path},
-            "refused_calls": self.refused,
+            "refused_calls": self.refused + (self.data_server.refused if self.data_server is not None else 0),
+            "data_port": self.data_port,
         }
 
     def Ready(self, request, context):
@@ -694,6 +700,25 @@ def _serve(args: argparse.Namespace) -> int:
         raise DaemonError(f"cannot listen on {args.listen} (is the port taken?)")
     server.start()
     service.address = f"{host}:{bound}"
+    if args.data_port >= 0:  # the bulk channel for large tensors, beside gRPC
+        from .data_channel import DataServer
+
+        def session_of(sid: str):
+            with service.lock:
+                return service.sessions.get(sid)
+
+        try:
+            ds = DataServer(host, args.data_port, token, sessions=session_of,
+                            alloc=lambda n: worker.alloc(n, np.uint8), arena_bytes=worker._arena_bytes,
+                            max_connections=2 * args.max_sessions, tls=(args.tls_cert, args.tls_key) if mode == "tls"
+                            else None)
+        except OSError as e:
+            server.stop(0)
+            worker.close(cancel=True)
+            raise DaemonError(f"cannot listen on {host}:{args.data_port} for the bulk channel: {e} (pick another "
+                              f"--data-port)") from None
+        ds.start()
+        service.data_server, service.data_port = ds, ds.port
 
     # 4. serving
     service.state = "serving"
@@ -723,7 +748,19 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("stopping: no new calls; running tasks get %.0f s to finish", args.grace)
     service.state = "draining"
     health_servicer.enter_graceful_shutdown()
-    server.stop(args.grace).wait()
+    # Running tasks get the grace; streams that only watch (Attach, health
+    # Watch) would hold server.stop(grace) for all of it, so wait for the
+    # tasks here and then stop at once.
+    deadline = time.monotonic() + args.grace
+    while time.monotonic() < deadline:
+        with service.lock:
+            busy = any(cs.run_lock.locked() for cs in service.sessions.values())
+        if not busy:
+            break
+        time.sleep(0.05)
+    server.stop(0.5).wait()
+    if service.data_server is not None:
+        service.data_server.stop()
     with service.lock:
         left = list(service.sessions.values())
     for cs in left:

@@ -56,7 +56,7 @@ class HelloRequest(_message.Message):
     def __init__(self, client: _Optional[_Union[Versions, _Mapping]] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("daemon", "chips", "sub_workers", "chips_alive", "sub_workers_alive", "max_inline_bytes", "chunk_bytes", "arena_bytes", "host")
+    __slots__ = ("daemon", "chips", "sub_workers", "chips_alive", "sub_workers_alive", "max_inline_bytes", "chunk_bytes", "arena_bytes", "host", "data_port")
     DAEMON_FIELD_NUMBER: _ClassVar[int]
     CHIPS_FIELD_NUMBER: _ClassVar[int]
     SUB_WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class HelloReply(_message.Message):
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     ARENA_BYTES_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    DATA_PORT_FIELD_NUMBER: _ClassVar[int]
     daemon: Versions
     chips: int
     sub_workers: int
@@ -75,7 +76,8 @@ class HelloReply(_message.Message):
     chunk_bytes: int
     arena_bytes: int
     host: str
-    def __init__(self, daemon: _Optional[_Union[Versions, _Mapping]] = ..., chips: _Optional[int] = ..., sub_workers: _Optional[int] = ..., chips_alive: _Optional[int] = ..., sub_workers_alive: _Optional[int] = ..., max_inline_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., arena_bytes: _Optional[int] = ..., host: _Optional[str] = ...) -> None: ...
+    data_port: int
+    def __init__(self, daemon: _Optional[_Union[Versions, _Mapping]] = ..., chips: _Optional[int] = ..., sub_workers: _Optional[int] = ..., chips_alive: _Optional[int] = ..., sub_workers_alive: _Optional[int] = ..., max_inline_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., arena_bytes: _Optional[int] = ..., host: _Optional[str] = ..., data_port: _Optional[int] = ...) -> None: ...
 
 class HasRequest(_message.Message):
     __slots__ = ("keys",)

@@ -98,8 +98,21 @@ def test_views_and_strided_slices_travel_as_their_elements(daemon):
         np.testing.assert_array_equal(dest, expect)
 
 
+@pytest.fixture(scope="module")
+def grpc_only_daemon(tmp_path_factory):
+    """No bulk channel: large tensors stream as gRPC Chunk messages."""
+    d = Daemon(tmp_path_factory.mktemp("byvalue-grpc"), chips=2, sub_workers=1, arena_bytes=1 << 29,
+               extra=["--data-port", "-1"])
+    assert d.ready["data_port"] == 0
+    yield d
+    assert d.stop() == 0
+    d.assert_clean()
+
+
+@pytest.mark.parametrize("path", ["bulk-channel", "grpc-streams"])
 @pytest.mark.parametrize("shape", [(64 << 20,), (8, 8 << 20)], ids=["one-64MiB", "8x8MiB"])
-def test_large_tensors_stream_intact(daemon, shape):
+def test_large_tensors_travel_intact(daemon, grpc_only_daemon, path, shape):
+    daemon = daemon if path == "bulk-channel" else grpc_only_daemon
     def orch(o, args):
         for i in range(args.num_tensors // 2):
             o.submit_next_level(H["bump"], tf.TaskArgs().inout(args.tensor(2 * i)))

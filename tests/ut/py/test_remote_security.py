@@ -37,8 +37,8 @@ def client(address, token, tls=None, connect_timeout=10.0):
     return w4, o
 
 
-def works(w4, o) -> bool:
-    x = w4.zeros(4, np.int64)
+def works(w4, o, n: int = 4) -> bool:
+    x = w4.zeros(n, np.int64)
     w4.submit_next_level(o, tf.TaskArgs().inout(x)).wait(60)
     return bool((x == 1).all())
 
@@ -118,6 +118,7 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
         w4, o = client(d.address, d.token, tls=cert)
         with w4:
             assert works(w4, o)
+            assert works(w4, o, n=1 << 19)  # 4 MiB: through the bulk channel, over TLS too
         plain, _ = client(d.address, d.token, connect_timeout=2.0)  # plaintext to a TLS daemon
         with pytest.raises(tf.RemoteError, match="cannot reach"):
             plain.init()
