@@ -556,7 +556,8 @@ def build_server(service: Service, token: str, *, max_workers: int):
             handler = continuation(details)
             if ok or handler is None:
                 return handler
-            service.refused += 1
+            with service.lock:
+                service.refused += 1
             return _deny(grpc, handler, details.method, unauthenticated)
 
     S = service

@@ -21,7 +21,7 @@ MAX_INLINE_BYTES = 1 << 20      # a tensor of at most this size travels inside R
 MAX_INLINE_TOTAL = 8 << 20      # inline bytes of one Run message at most (the rest is staged)
 MAX_MESSAGE_BYTES = 16 << 20    # the receive cap on both ends: a guard, above any message we send
 MAX_TENSORS = 4096
-MAX_DIMS = 32
+MAX_DIMS = 8                    # the engine's kMaxDims (graph/tensor_desc.h)
 HEALTH_SERVICE = ""             # the standard health service's name for the whole server
 AUTH_KEY = "authorization"
 

@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import random
+import resource
 import socket
 import struct
 import sys
@@ -280,6 +281,7 @@ class Fuzzer:
     def run_category(self, name, test):
         c = self.category(name)
         t0 = time.monotonic()
+        print(f"grpc_fuzz: {name}", file=sys.stderr, flush=True)
         if not self.dead:
             try:
                 seed(self.seed)(test)()
@@ -331,7 +333,12 @@ def unknown_fields():
         out = b""
         for num, wt, data, n in fields:
             out += _varint(num << 3 | wt)
-            out += _varint(n) if wt == 0 else (_varint(len(data)) + data if wt == 2 else struct.pack("<I", n & 0xFFFFFFFF))
+            if wt == 0:
+                out += _varint(n)
+            elif wt == 2:
+                out += _varint(len(data)) + data
+            else:
+                out += struct.pack("<I", n & 0xFFFFFFFF)
         return out
     return st.lists(field, max_size=3).map(enc)
 
@@ -578,8 +585,8 @@ def categories(f: Fuzzer, n: int):
                 t.staged = d(texts())
         elif d(st.booleans()):
             t.ClearField("data")
-        else:
-            n = d(st.integers(0, t.nbytes + 64).filter(lambda k: k != t.nbytes))
+        else:  # bounded: after mut_huge, nbytes can be far beyond this machine's memory
+            n = d(st.integers(0, min(t.nbytes, 1 << 16) + 64).filter(lambda k: k != t.nbytes))
             t.data = bytes(n)
 
     def mut_staged(t, d):
@@ -963,6 +970,10 @@ def main(argv):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--examples", type=int, default=150)
     a = p.parse_args(argv)
+    # a generator bug that builds a giant message fails here with MemoryError,
+    # instead of the machine's OOM killer choosing among everyone's processes
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30 if hard == resource.RLIM_INFINITY else min(8 << 30, hard), hard))
     s = a.seed if a.seed is not None else random.randrange(1 << 32)
     random.seed(s)
     t0 = time.monotonic()

@@ -78,6 +78,7 @@ def fuzzed(tmp_path_factory):
         with open(out) as f:
             summary = json.load(f)
         summary["wall_s"] = round(time.monotonic() - t0, 2)
+        summary["file"] = out
         _print_summary(summary)
         yield d, summary
     finally:
@@ -98,7 +99,8 @@ def test_every_malformed_message_gets_a_clear_error_and_the_daemon_serves_on(fuz
                 "upload:valid", "attach:intervals", "tcp:raw", "noauth"]
     assert sorted(cats) == sorted(expected)
     violations = {name: c["violations"] for name, c in cats.items() if c["violations"]}
-    assert not violations, "answers that break the rules:\n" + json.dumps(violations, indent=1)[:8000]
+    assert not violations, f"answers that break the rules (all of them in {s['file']}):\n" + "\n".join(
+        f"  {name}: {v[0][:400]}" + (f" [+{len(v) - 1} more]" if len(v) > 1 else "") for name, v in violations.items())
     for name, c in cats.items():
         least = 2 if name.startswith("oversized:") or name == "upload:oversized_metadata" else \
             3 if name == "upload:valid" else 8 if name == "attach:intervals" else EXAMPLES // 2

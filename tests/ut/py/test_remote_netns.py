@@ -138,6 +138,10 @@ def orch_nap(orch, args):
     orch.submit_next_level(K["nap"], args)
 
 
+def _netns_of(pid):
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
 def level4(make_worker, d):
     l3 = tf.Worker(level=3, chips=2, sub_workers=1)
     K["axpy"] = l3.register_kernel(axpy)
@@ -165,6 +169,7 @@ def test_a_non_loopback_address_without_tls_or_insecure_is_refused(tmp_path, net
 def test_an_l4_runs_orch_tasks_on_a_daemon_in_another_namespace(make_worker, daemons, net):
     d = daemons()
     assert d.address.startswith(f"{net.ns_ip}:") and d.ready["auth"]["transport"] == "insecure"
+    assert _netns_of(d.pid) != _netns_of(os.getpid())  # the daemon process itself (`ip netns exec` execs it)
     assert probe("health", d.address) == {"status": "SERVING"}  # over the veth, from this namespace
     w4, h = level4(make_worker, d)
     here = os.stat("/proc/self/ns/net").st_ino
@@ -208,7 +213,7 @@ def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat
     assert wait_until(lambda: probe("ready", d.address, d.token)["ready"]["live_slots"] >= 1, 30, 0.1), \
         "the long task never ran on the daemon"
     kids = d.descendants()
-    assert kids
+    assert kids and _netns_of(d.pid) != _netns_of(os.getpid())
     started = time.monotonic()
     d.kill(signal.SIGKILL)
     took = _fails_as_worker_died(w4, t, d, started)
@@ -221,8 +226,8 @@ def test_kill_9_of_the_daemon_fails_the_task_as_worker_died_within_the_heartbeat
 
 @pytest.mark.timeout(180)
 def test_a_silent_link_fails_the_task_as_worker_died_within_the_heartbeat(make_worker, daemons, net):
-    """The veth goes down: no reset, no FIN, only silence; the heartbeat
-    decides."""
+    """The veth goes down: no reset, no FIN, only silence; the client's
+    liveness checks (keepalive pings, the session's beats) must notice."""
     d = daemons(extra=["--grace", "1"])
     w4, h = level4(make_worker, d)
     t = w4.submit_next_level(h["orch_nap"], tf.TaskArgs().scalar(20.0))
