@@ -1,6 +1,6 @@
 """Sessions on one Worker (see benchmarks/WORKLOADS.md, F1, F2, J1, S1):
 fairness of dispatch between clients, weights, and the cost of many
-submitting threads. 2 sub-workers; tasks record their own start time
+submitting threads. 2 sub-workers (F2 also on 2 chips); tasks record their own start time
 (CLOCK_MONOTONIC is one clock for every process of the host)."""
 import statistics
 import threading
@@ -22,10 +22,15 @@ def _noop(args):
     pass
 
 
+def _spin_chip(args, chip):
+    return _spin(args)
+
+
 class SessionBench:
     def __init__(self):
-        self.w = tf.Worker(level=3, sub_workers=2, window=16384)
+        self.w = tf.Worker(level=3, sub_workers=2, chips=2, window=16384)
         self.spin = self.w.register_sub(_spin)
+        self.spin_chip = self.w.register_kernel(_spin_chip)
         self.noop = self.w.register_sub(_noop)
         self.w.init()
         self._n = 0
@@ -76,15 +81,20 @@ class SessionBench:
             raise RuntimeError(f"the heavy backlog ran dry ({queued} queued): the figure would prove nothing")
         return float(np.percentile(waits, 99))
 
-    def weight_ratio(self, seconds=2.0, dur=0.001):
+    def weight_ratio(self, seconds=2.0, dur=0.001, on="sub"):
         """F2: tasks started per session of weights 3 and 1, both backlogged
-        for `seconds`; returns started(3) / started(1)."""
-        return self._shares([3, 1], seconds, dur)[0] / max(1, self._shares_last[1])
+        for `seconds`, on the sub-workers or (on="chip") the chips; returns
+        started(3) / started(1)."""
+        return self._shares([3, 1], seconds, dur, on)[0] / max(1, self._shares_last[1])
 
-    def _shares(self, weights, seconds, dur):
+    def _shares(self, weights, seconds, dur, on="sub"):
         sessions = [self._session(f"w{w}", w) for w in weights]
         per = int(seconds / dur * 2) + 100  # more than the pool can run in `seconds`
-        tasks = [[s.submit_sub(self.spin, tf.TaskArgs().scalar(dur)) for _ in range(per)] for s in sessions]
+        if on == "chip":
+            tasks = [[s.submit_next_level(self.spin_chip, tf.TaskArgs().scalar(dur)) for _ in range(per)]
+                     for s in sessions]
+        else:
+            tasks = [[s.submit_sub(self.spin, tf.TaskArgs().scalar(dur)) for _ in range(per)] for s in sessions]
         t_first = min(t.result(timeout=120) for ts in tasks for t in ts[:1])
         time.sleep(seconds)
         cut = t_first + seconds
@@ -141,6 +151,8 @@ def run(reps: int, quick: bool):
             "f1_light_p99_beside_heavy_s": med([b.light_waits(True, n=n, backlog=500 if quick else 2000)
                                                 for _ in range(reps)]),
             "f2_weight_3_to_1_ratio": med([b.weight_ratio(seconds=0.5 if quick else 2.0) for _ in range(reps)]),
+            "f2c_weight_3_to_1_ratio_chips": med([b.weight_ratio(seconds=0.5 if quick else 2.0, on="chip")
+                                                  for _ in range(reps)]),
             "j1_jain_index_4_sessions": med([b.jain(seconds=0.3 if quick else 1.0) for _ in range(reps)]),
             "s1_w1_one_session": med([b.w1_split(1, n=2000 if quick else 20000) for _ in range(reps)]),
             "s1_w1_8_sessions_8_threads": med([b.w1_split(8, n=2000 if quick else 20000) for _ in range(reps)]),

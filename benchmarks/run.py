@@ -142,6 +142,8 @@ def ratios(res):
     out["f1 light p99 wait beside a heavy backlog - alone, in task durations"] = (
         m(ss["f1_light_p99_beside_heavy_s"]) - m(ss["f1_light_p99_alone_s"])) / ss["task_s"]
     out["f2 tasks run, weight 3 / weight 1"] = m(ss["f2_weight_3_to_1_ratio"])
+    if "f2c_weight_3_to_1_ratio_chips" in ss:
+        out["f2c tasks run on chips, weight 3 / weight 1"] = m(ss["f2c_weight_3_to_1_ratio_chips"])
     out["j1 Jain's index, 4 equal sessions"] = m(ss["j1_jain_index_4_sessions"])
     out["s1 W1 over 8 sessions on 8 threads / one session"] = m(ss["s1_w1_8_sessions_8_threads"]) / m(
         ss["s1_w1_one_session"])
@@ -173,6 +175,7 @@ TARGETS = {
     "f1 light p99 wait beside a heavy backlog / alone": ("<=", 2),
     "f1 light p99 wait beside a heavy backlog - alone, in task durations": ("<=", 2),
     "f2 tasks run, weight 3 / weight 1": ("within", (2.7, 3.3)),
+    "f2c tasks run on chips, weight 3 / weight 1": ("within", (2.7, 3.3)),
     "j1 Jain's index, 4 equal sessions": (">=", 0.95),
     "s1 W1 over 8 sessions on 8 threads / one session": (">=", 0.8),
     "l1 L4 hop / L3 W2 chip hop, native kernels (x slower)": ("<=", 3),
