@@ -165,3 +165,24 @@ def test_tasks_of_one_remote_follow_their_dependencies(daemon):
             w4.submit_next_level(o, tf.TaskArgs().inout(acc))
         w4.drain(timeout=120)
         np.testing.assert_array_equal(acc, [25, 25, 25])
+
+
+def test_one_group_task_over_a_local_and_a_remote_level_3(daemon):
+    def orch(o, args):
+        o.submit_next_level(H["add"], tf.TaskArgs().input(args.tensor(0)).output(args.tensor(1)).scalar(100))
+
+    local = tf.Worker(level=3, chips=2, sub_workers=1)
+    remote = tf.Worker(level=3, chips=2, sub_workers=1)
+    H = {"add": local.register_kernel(add_scalar)}
+    remote.register_kernel(add_scalar)
+    w4 = tf.Worker(level=4)
+    lid = w4.add_worker(local)
+    rid = w4.add_remote(daemon.address, remote, token=daemon.token)
+    o = w4.register_orch(orch)
+    with w4:
+        x = w4.share(np.arange(8, dtype=np.int64))
+        y = w4.zeros(8, np.int64)
+        g = w4.submit_group(o, [tf.TaskArgs().input(x[:4]).output(y[:4]), tf.TaskArgs().input(x[4:]).output(y[4:])],
+                            workers=[lid, rid])
+        g.wait(60)
+        np.testing.assert_array_equal(y, np.arange(8) + 100)

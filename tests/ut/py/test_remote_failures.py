@@ -204,3 +204,17 @@ def test_sigterm_lets_the_running_task_finish(daemon):
         assert (x == 1).all()
         assert daemon.proc.wait(30) == 0
     assert not os.path.exists(daemon.ready_file)  # a stopped daemon withdraws its ready file
+
+
+def test_a_timeout_replaces_the_client_and_the_next_task_reconnects(daemon):
+    w4, _, nap_o = level4(daemon)
+    with w4:
+        x, y = w4.zeros(2, np.int64), w4.zeros(2, np.int64)
+        t = w4.submit_next_level(nap_o, tf.TaskArgs().inout(x).scalar(30.0).scalar(1), timeout=1.0)
+        with pytest.raises(tf.TaskError) as e:
+            t.wait(30)
+        assert e.value.failures[0].kind == "timeout"
+        # The old client's session is cancelled on the daemon; a new client serves on.
+        w4.submit_next_level(nap_o, tf.TaskArgs().inout(y).scalar(0.0).scalar(2)).wait(60)
+        assert (y == 2).all()
+        assert wait_until(lambda: probe("ready", daemon.address, daemon.token)["ready"]["sessions"] == 1, 20)
