@@ -126,6 +126,51 @@ void bind_engine(nb::module_& m) {
       .def("open_session", [](PyEngine& e, const std::string& name, uint32_t weight) {
         return PySession{e.engine, e.get().open_session(name, weight)};
       }, "name"_a, "weight"_a)
+      .def("take_events", [](PyEngine& e, double timeout_s) {
+        // Holds the engine while waiting: the log thread may outlive close().
+        std::shared_ptr<Engine> eng = e.engine;
+        bool open = true;
+        std::vector<EventLog::Event> got;
+        if (!eng) return nb::make_tuple(nb::list(), false);
+        {
+          nb::gil_scoped_release nogil;
+          got = eng->events().take(static_cast<int64_t>(timeout_s * 1000), &open);
+        }
+        nb::list lines;
+        for (auto& ev : got) lines.append(nb::make_tuple(ev.level, ev.text));
+        return nb::make_tuple(lines, open);
+      }, "timeout_s"_a,
+         "Waits up to timeout_s for the engine's log lines (deaths, replacements, retries, timeouts, cancellations): "
+         "([(level, text), ...], open); open is False once the engine stopped and every line was taken")
+      .def("explain", [](PyEngine& e, double timeout_s) -> nb::object {
+        Engine& eng = e.get();
+        bool answered = false;
+        std::vector<TaskReport> reports;
+        {
+          nb::gil_scoped_release nogil;
+          reports = eng.scheduler().explain(static_cast<int64_t>(timeout_s * 1000), &answered);
+        }
+        if (!answered) return nb::none();
+        nb::list out;
+        for (const TaskReport& r : reports) {
+          nb::dict d;
+          d["id"] = r.id;
+          d["name"] = r.name;
+          d["session"] = r.session;
+          d["kind"] = static_cast<int>(r.kind);
+          d["state"] = to_string(r.state);
+          d["workers"] = r.workers;
+          d["running_s"] = r.running_s;
+          d["attempts"] = r.attempts;
+          d["queued_ahead"] = r.queued_ahead;
+          nb::list waits;
+          for (const auto& p : r.waits_on) waits.append(nb::make_tuple(p.id, p.name, to_string(p.state)));
+          d["waits_on"] = waits;
+          out.append(d);
+        }
+        return out;
+      }, "timeout_s"_a,
+         "Every unfinished task, as the scheduler sees it (see Scheduler::explain); None if it did not answer in time")
       .def_prop_ro("owned_by_this_process", [](PyEngine& e) { return e.get().owned_by_this_process(); })
       .def("pids", [](PyEngine& e) {
         Engine& eng = e.get();

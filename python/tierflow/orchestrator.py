@@ -17,6 +17,7 @@ import numpy as np
 
 from ._core import TaskArgs
 from ._errors import InvalidWorkerIndex
+from . import _progress
 from ._handles import KernelHandle, OrchHandle, SubHandle, _Handle
 from ._task import Task, interrupted
 
@@ -236,25 +237,34 @@ class Orchestrator:
         finally:
             session.scope_end()
 
-    def drain(self, timeout: Optional[float] = None) -> None:
+    def drain(self, timeout: Optional[float] = None, *, progress: bool = False) -> None:
         """Waits for everything submitted so far; raises tf.TaskError for
         the failures no earlier drain reported, TimeoutError after `timeout`
         seconds (naming what still runs). Ctrl-C cancels what has not
-        started and stops what runs."""
+        started and stops what runs. progress=True shows a progress bar on
+        stderr (done / submitted, rate, failures) once the drain has lasted
+        half a second, if stderr is a terminal."""
         session = self._worker._live_session(self)
         try:
-            finished = session.drain(timeout)
+            if _progress.wanted(progress):
+                finished = _progress.drain(session, timeout, f"{self._worker.name} {self._label()}")
+            else:
+                finished = session.drain(timeout)
         except KeyboardInterrupt:
             interrupted(session)
             raise
         if not finished:
-            raise TimeoutError(self._worker._timeout_report(timeout))
+            raise TimeoutError(self._worker._timeout_report(timeout, getattr(self, "name", None) or "default"))
         failures = session.take_failures()
         if failures:
             from ._errors import TaskError
             TaskError.raise_for(failures)
 
-    def run(self, fn: Callable, args: Any = None) -> None:
+    def run(self, fn: Callable, args: Any = None, *, progress: bool = False) -> None:
         """Calls fn(orch, args) with this Orchestrator, then drain()."""
         fn(self, args)
-        self.drain()
+        self.drain(progress=progress)
+
+    def _label(self) -> str:
+        name = getattr(self, "name", None)
+        return f"session {name}" if name and name != "default" else "drain"

@@ -64,6 +64,8 @@ class Session(Orchestrator):
         self._worker._forget_session(self)
         if core is not None:
             core.close(bool(cancel), 0.5)
+        import logging
+        logging.getLogger("tierflow").debug("%s: session %r closed", self._worker.name, self.name)
 
     def __enter__(self) -> "Session":
         return self

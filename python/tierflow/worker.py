@@ -88,6 +88,22 @@ def _count(name: str, value: Any, minimum: int, maximum: int) -> int:
     return int(value)
 
 
+def _log_events(engine: "_core.Engine", name: str) -> None:
+    """The body of a Worker's log thread: hands the engine's lines (deaths,
+    replacements, retries, timeouts, cancellations) to the "tierflow"
+    logger until the engine has stopped. The engine queues them when they
+    happen; formatting and handlers run here, off the scheduler's path."""
+    while True:
+        try:
+            lines, still_open = engine.take_events(1.0)
+        except Exception:  # the engine went away under us
+            return
+        for level, text in lines:
+            log.log(level, "%s: %s", name, text)
+        if not still_open:
+            return
+
+
 def _callable_name(fn: Callable) -> str:
     if isinstance(fn, NativeKernel):
         return fn.symbol
@@ -255,6 +271,7 @@ class Worker:
         self._state = "new"
         _live_workers.discard(self)
         engine.shutdown(False, 2.0)
+        self._join_log_thread()
 
     def register_sub(self, fn: Callable) -> SubHandle:
         """Registers fn(args) to run on a sub-worker process; returns its
@@ -538,6 +555,12 @@ class Worker:
             self._server_pid = pid
             self._state = "running"
             _live_workers.add(self)
+            # Started after every fork this Worker makes (its fork server forks from here on).
+            self._log_thread = threading.Thread(target=_log_events, args=(engine, self.name), name="tierflow-log",
+                                                daemon=True)
+            self._log_thread.start()
+            log.debug("%s: started: level %d, %d sub-worker(s), %d %s(s), window %d, arena %d bytes", self.name,
+                      self.level, self._subs, self._chips, self._next_what, self._window, self._arena_bytes)
             try:
                 self._check_remotes()
             except BaseException:
@@ -546,6 +569,7 @@ class Worker:
                 self._orch._core = None
                 _live_workers.discard(self)
                 engine.shutdown(True, 0.5)
+                self._join_log_thread()
                 raise
 
     # -- sessions -------------------------------------------------------
@@ -562,6 +586,7 @@ class Worker:
                 raise ValueError(f"a session named {name!r} is already open on {self.name}; pick another name")
             s = Session(self, engine.open_session(name, int(weight)), name, int(weight))
             self._sessions[name] = s
+        log.debug("%s: session %r opened (weight %d)", self.name, name, int(weight))
         return s
 
     def _forget_session(self, s: Session) -> None:
@@ -599,6 +624,7 @@ class Worker:
             _live_workers.discard(self)
         if engine is None:
             return
+        log.debug("%s: closing%s", self.name, " (cancelling what has not finished)" if cancel else "")
         try:
             engine.shutdown(cancel, grace)
         except BaseException:
@@ -607,6 +633,15 @@ class Worker:
         finally:
             if session is not None:
                 self._log_unreported(session.take_failures())
+            # The log thread ends once it took the engine's last lines. Wait
+            # for it: a thread still inside the engine's wait when the
+            # interpreter finalises would be torn down in C++ frames.
+            self._join_log_thread()
+
+    def _join_log_thread(self) -> None:
+        t, self._log_thread = getattr(self, "_log_thread", None), None
+        if t is not None and t is not threading.current_thread():
+            t.join(5.0)
 
     def _log_unreported(self, records: List[tuple], shown: int = 5) -> None:
         for r in records[:shown]:
@@ -659,24 +694,77 @@ class Worker:
         blocks; nestable. See docs/api.md, "Why and when to use scope()"."""
         return self._orch.scope()
 
-    def drain(self, timeout: Optional[float] = None) -> None:
+    def drain(self, timeout: Optional[float] = None, *, progress: bool = False) -> None:
         """Waits for everything submitted so far; raises tf.TaskError listing
         the failures since the previous drain, TimeoutError after `timeout`
         seconds. Ctrl-C cancels the tasks that have not started, stops the
-        running ones after a short grace, and propagates."""
-        self._orch.drain(timeout)
+        running ones after a short grace, and propagates. progress=True
+        shows a progress bar on stderr for a long drain (a terminal only)."""
+        self._orch.drain(timeout, progress=progress)
 
-    def run(self, fn: Callable, args: Any = None) -> None:
+    def run(self, fn: Callable, args: Any = None, *, progress: bool = False) -> None:
         """Calls fn(orch, args) with the default Orchestrator, then drain()."""
         self._live_engine()
-        self._orch.run(fn, args)
+        self._orch.run(fn, args, progress=progress)
 
-    def _timeout_report(self, timeout) -> str:
+    def _timeout_report(self, timeout, session: Optional[str] = None) -> str:
         s = self._engine.stats() if self._engine is not None else {"running": {}, "outstanding": "?",
                                                                      "queue_depth": "?"}
         running = ", ".join(f"task {t} on {w}" for w, t in s["running"].items()) or "none"
-        return (f"drain() timed out after {timeout} s with {s['outstanding']} task(s) unfinished; "
+        head = (f"drain() timed out after {timeout} s with {s['outstanding']} task(s) unfinished; "
                 f"running: {running}; queued: {s['queue_depth']}")
+        try:
+            detail = self._explain_text(session=session, limit=5)
+        except Exception:  # closing meanwhile: the head says enough
+            return head
+        return head + "\n" + detail
+
+    # -- stuck runs -----------------------------------------------------
+    def explain(self) -> str:
+        """A readable report of every unfinished task: running where and for
+        how long; ready and queued behind how many of its session; or
+        pending, waiting on which unfinished producers (ids, names,
+        states). Asks the scheduler, which answers between two of its
+        passes; cheap enough to call from a watchdog."""
+        self._live_engine()
+        return self._explain_text()
+
+    def _explain_text(self, session: Optional[str] = None, limit: int = 20) -> str:
+        engine = self._live_engine()
+        reports = engine.explain(5.0)
+        if reports is None:
+            return f"{self.name}: the scheduler did not answer within 5 s"
+        if session is not None:
+            reports = [r for r in reports if r["session"] == session]
+        where = f" of session {session!r}" if session is not None else ""
+        if not reports:
+            return f"{self.name}: no unfinished task{where}"
+        lines = [f"{self.name}: {len(reports)} unfinished task(s){where}"]
+
+        def label(r):
+            s = "" if r["session"] == "default" else f" [session {r['session']}]"
+            return f"task {r['id']} ({r['name']}){s}"
+
+        groups = [("running", [r for r in reports if r["state"] == "running"]),
+                  ("ready, waiting for a worker", [r for r in reports if r["state"] == "ready"]),
+                  ("pending, waiting for producers", [r for r in reports if r["state"] == "pending"])]
+        for title, rs in groups:
+            if not rs:
+                continue
+            lines.append(f"  {title} ({len(rs)}):")
+            for r in rs[:limit]:
+                if r["state"] == "running":
+                    tries = f", attempt {r['attempts']}" if r["attempts"] > 1 else ""
+                    lines.append(f"    {label(r)} on {', '.join(r['workers'])} for {r['running_s']:.1f} s{tries}")
+                elif r["state"] == "ready":
+                    lines.append(f"    {label(r)}: {r['queued_ahead']} task(s) of its session queued before it")
+                else:
+                    waits = ", ".join(f"task {i} ({n}, {st})" for i, n, st in r["waits_on"]) or \
+                        "nothing (its producers just finished)"
+                    lines.append(f"    {label(r)} waits on {waits}")
+            if len(rs) > limit:
+                lines.append(f"    ... and {len(rs) - limit} more")
+        return "\n".join(lines)
 
     # -- observability --------------------------------------------------
     def stats(self) -> Dict[str, Any]:

@@ -25,6 +25,8 @@ Engine::Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<En
   if (n == 0) max_payload_ = 0;
   scheduler_.reset(new Scheduler(graph_, pool_->doorbell(), sub_eps, next_eps, pool_->next_kind()));
   Scheduler* sched = scheduler_.get();
+  EventLog* events = &events_;
+  sched->set_note([events](int level, std::string text) { events->push(level, std::move(text)); });
   sink_ = [sched](SlotIndex s) { sched->enqueue(s); };
   default_ = std::make_shared<Session>(0, "default", graph_, sink_, max_payload_);
   sessions_.push_back(default_);
@@ -145,6 +147,7 @@ void Engine::shutdown(bool cancel, int64_t grace_ms, const std::function<void()>
   pool_->stop_workers(2000);
   scheduler_->stop();
   pool_->join();
+  events_.close();  // the scheduler wrote its last line
   for (auto& s : all) s->orchestrator().end_all_scopes();
   // Nothing touches the shared memory any more: let it go, so a closed
   // Worker holds no mapping that no array needs.

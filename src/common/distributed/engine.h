@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/distributed/dispatch/endpoint_pool.h"
+#include "common/distributed/event_log.h"
 #include "common/distributed/dispatch/scheduler.h"
 #include "common/distributed/graph/session.h"
 #include "common/distributed/graph/task_graph.h"
@@ -42,6 +43,9 @@ class Engine {
 
   TaskGraph& graph() { return graph_; }
   Scheduler& scheduler() { return *scheduler_; }
+  // Deaths, replacements, retries, timeouts and cancellations, for the
+  // user's log; closed once the engine has stopped.
+  EventLog& events() { return events_; }
   const std::shared_ptr<Session>& default_session() const { return default_; }
 
   // A new session of this level (any thread): cheap — a table entry, no
@@ -83,6 +87,7 @@ class Engine {
   TaskGraph graph_;
   std::unique_ptr<EndpointPool> pool_;
   size_t max_payload_ = 0;  // the smallest of the endpoints' limits
+  EventLog events_;  // declared before the scheduler that writes to it: it outlives it
   std::unique_ptr<Scheduler> scheduler_;
   Orchestrator::ReadySink sink_;
   mutable std::mutex sessions_mu_;                 // guards sessions_, retired_, stopping_

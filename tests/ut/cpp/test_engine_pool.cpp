@@ -161,3 +161,108 @@ TEST_P(EnginePoolThreads, SessionsOnManyThreadsShareThePool) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, EnginePoolThreads, ::testing::Values(1, 2, 4, 8));
+
+TEST(EnginePool, ALostCompletionFailsTheTaskAsWorkerDiedAndTheWorkerStays) {
+  // What a remote client reports when its daemon is gone: the task fails as
+  // worker_died with the client's message; retries apply; nothing is replaced.
+  std::atomic<int> calls{0};
+  auto* pool = new ThreadPool(0, 1, [&](uint32_t, const Request&, GroupBarrier*) {
+    if (calls.fetch_add(1) == 0) {
+      TaskResult r = TaskResult::failure("l3 0: the daemon at 10.0.0.7:7070 stopped answering");
+      r.lost = true;
+      return r;
+    }
+    return TaskResult{};
+  });
+  Engine engine(16, nullptr, std::unique_ptr<EndpointPool>(pool));
+  auto& orch = engine.default_session()->orchestrator();
+  orch.submit(request(TaskKind::Chip, {{0, 8, AccessTag::InOut}}));
+  engine.default_session()->wait_drained(-1, {});
+  auto failures = engine.default_session()->take_failures();
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].kind, FailureKind::WorkerDied);
+  EXPECT_EQ(failures[0].message, "l3 0: the daemon at 10.0.0.7:7070 stopped answering");
+  SubmitRequest again = request(TaskKind::Chip, {{8, 16, AccessTag::InOut}});
+  again.retries = 1;
+  calls.store(0);
+  orch.submit(std::move(again));
+  engine.default_session()->wait_drained(-1, {});
+  EXPECT_TRUE(engine.default_session()->take_failures().empty()) << "the retry ran on the same, living worker";
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(engine.scheduler().restarts(), 0u);
+  engine.shutdown(false, 1000, {});
+}
+
+TEST(EnginePool, ExplainSeesRunningQueuedAndWaitingTasksAndTheirProducers) {
+  std::atomic<bool> release{false};
+  auto* pool = new ThreadPool(0, 1, [&](uint32_t, const Request&, GroupBarrier*) {
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return TaskResult{};
+  });
+  Engine engine(16, nullptr, std::unique_ptr<EndpointPool>(pool));
+  auto& orch = engine.default_session()->orchestrator();
+  TaskId a = orch.submit(request(TaskKind::Chip, {{0, 8, AccessTag::InOut}})).second;
+  TaskId b = orch.submit(request(TaskKind::Chip, {{0, 8, AccessTag::Input}})).second;   // reads what a writes
+  TaskId c = orch.submit(request(TaskKind::Chip, {{64, 72, AccessTag::InOut}})).second;  // independent
+  std::vector<TaskReport> r;
+  for (int i = 0; i < 2000; ++i) {  // until a runs and c is queued
+    bool answered = false;
+    r = engine.scheduler().explain(1000, &answered);
+    ASSERT_TRUE(answered);
+    if (r.size() == 3 && r[0].state == TaskState::Running && r[2].state == TaskState::Ready) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].id, a);
+  ASSERT_EQ(r[0].workers.size(), 1u);
+  EXPECT_EQ(r[0].workers[0], "l3 0");
+  EXPECT_EQ(r[1].id, b);
+  EXPECT_EQ(r[1].state, TaskState::Pending);
+  ASSERT_EQ(r[1].waits_on.size(), 1u);
+  EXPECT_EQ(r[1].waits_on[0].id, a);
+  EXPECT_EQ(r[1].waits_on[0].state, TaskState::Running);
+  EXPECT_EQ(r[2].id, c);
+  EXPECT_EQ(r[2].queued_ahead, 0);
+  release.store(true);
+  engine.default_session()->wait_drained(-1, {});
+  bool answered = false;
+  EXPECT_TRUE(engine.scheduler().explain(1000, &answered).empty());
+  engine.shutdown(false, 1000, {});
+}
+
+// explain() from one thread while several submit chains: every report it
+// builds is consistent (TSan checks the reads of tasks being wired).
+TEST(EnginePoolStress, ExplainWhileSeveralThreadsSubmit) {
+  for (int threads : {1, 2, 4, 8}) {
+    auto* pool = new ThreadPool(0, 2, [&](uint32_t, const Request&, GroupBarrier*) { return TaskResult{}; });
+    Engine engine(64, nullptr, std::unique_ptr<EndpointPool>(pool));
+    std::atomic<int> running{threads};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        auto s = engine.open_session("s" + std::to_string(t), 1);
+        for (int i = 0; i < 300; ++i)
+          s->orchestrator().submit(request(TaskKind::Chip, {{uint64_t(64 * t), uint64_t(64 * t + 8), AccessTag::InOut}}));
+        s->wait_drained(-1, {});
+        engine.close_session(s, false, 1000, {});
+        running.fetch_sub(1);
+      });
+    int reports = 0;
+    while (running.load() > 0) {
+      bool answered = false;
+      for (const TaskReport& r : engine.scheduler().explain(1000, &answered)) {
+        for (const auto& p : r.waits_on) EXPECT_LT(p.id, r.id) << "a producer is older than its consumer";
+        if (r.state == TaskState::Running) {
+          EXPECT_FALSE(r.workers.empty());
+        }
+        if (r.state != TaskState::Pending) {
+          EXPECT_TRUE(r.waits_on.empty());
+        }
+        ++reports;
+      }
+    }
+    for (auto& t : ts) t.join();
+    engine.shutdown(false, 1000, {});
+    (void)reports;
+  }
+}

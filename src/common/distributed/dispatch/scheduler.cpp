@@ -16,6 +16,8 @@ namespace {
 // group is reported — and retried — by its real cause, whichever member's
 // report arrives first.
 constexpr char kBarrierBroken[] = "tierflow.BarrierBroken";
+// Levels of the lines for the user's log (set_note): Python's logging levels.
+constexpr int kLogDebug = 10, kLogInfo = 20, kLogWarning = 30;
 
 int rank(FailureKind k, const std::string& types) {
   switch (k) {
@@ -149,6 +151,7 @@ void Scheduler::loop() {
     progress |= poll_workers();
     progress |= take_inbox();
     progress |= take_cancels();
+    take_explains();  // reads only: no progress
     progress |= check_deadlines();
     progress |= dispatch();
     depth_.store(ready_.depth() + (has_head_ ? 1 : 0), std::memory_order_relaxed);
@@ -183,6 +186,7 @@ bool Scheduler::take_births() {
     w.restarting = false;
     w.took_task = false;
     restarts_.fetch_add(1, std::memory_order_relaxed);
+    note(kLogInfo, w.name + " is back: a replacement process took over");
     for (ScheduleObserver* o : graph_.observers()) o->worker_born(i);
   }
   return true;
@@ -201,6 +205,15 @@ bool Scheduler::take_deaths() {
     w.alive = false;
     w.reserved_by = -1;
     for (ScheduleObserver* o : graph_.observers()) o->worker_died(d.first);
+    // A worker this scheduler killed (timeout, cancel) was reported when
+    // the kill was decided, and workers end when the level stops; any
+    // other death is news.
+    if (w.killing || no_respawn_.load(std::memory_order_acquire))
+      note(kLogDebug, d.second);
+    else if (w.busy)
+      note(kLogWarning, d.second + ", while it ran " + task_label(graph_.slot(w.slot)));
+    else
+      note(kLogWarning, d.second + " (it was idle)");
     if (w.busy) {
       TaskResult r;
       // A child that finished its task and then died delivers the result.
@@ -219,6 +232,9 @@ bool Scheduler::take_deaths() {
       w.restarting = true;
       w.ep->reset();
       respawn_(d.first);
+    } else if (respawn_ && !no_respawn_.load(std::memory_order_acquire)) {
+      note(kLogWarning, w.name + " died " + std::to_string(w.crashes) +
+                            " times in a row before taking a task; it is not replaced any more");
     }
   }
   return true;
@@ -266,6 +282,9 @@ bool Scheduler::sweep_queues() {
     drop.push_back(head_);
     drop_group_head();
   }
+  if (!drop.empty())
+    note(kLogInfo, "cancelled " + std::to_string(drop.size()) + " queued task(s) before they started: " +
+                       cancel_reason(graph_.slot(drop.front().slot)));
   for (const ReadyEntry& e : drop) finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
   return !drop.empty();
 }
@@ -287,6 +306,7 @@ void Scheduler::kill_worker(uint32_t wi, FailureKind kind, std::string reason) {
   w.killing = true;
   w.kill_kind = kind;
   w.kill_reason = std::move(reason);
+  note(kind == FailureKind::Timeout ? kLogWarning : kLogInfo, w.kill_reason);
   kill_(wi);
 }
 
@@ -385,6 +405,9 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
     bool retry = k == FailureKind::WorkerDied ||
                  (k == FailureKind::Exception && t.retry_on && retry_matches(t.failed->types, *t.retry_on));
     if (retry) {
+      note(kLogInfo, task_label(t) + " failed (" + to_string(k) + " on " + t.failed->failure.worker +
+                         ") and is retried: attempt " + std::to_string(t.attempts + 1) + " of " +
+                         std::to_string(t.attempts + t.retries_left));
       --t.retries_left;
       t.members_done = 0;
       t.failed.reset();
@@ -652,6 +675,94 @@ bool Scheduler::dispatch() {
     }
   }
   return any;
+}
+
+std::string Scheduler::task_label(const TaskSlot& t) const {
+  return "task " + std::to_string(t.id.load(std::memory_order_relaxed)) + " (" + graph_.name_of(t) + ")";
+}
+
+std::vector<TaskReport> Scheduler::explain(int64_t timeout_ms, bool* answered) {
+  auto req = std::make_shared<ExplainRequest>();
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    explains_.push_back(req);
+  }
+  bell_.ring();
+  std::unique_lock<std::mutex> lock(req->mu);
+  *answered = req->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms),
+                               [&] { return req->done; });
+  return *answered ? std::move(req->out) : std::vector<TaskReport>();
+}
+
+bool Scheduler::take_explains() {
+  std::vector<std::shared_ptr<ExplainRequest>> reqs;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (explains_.empty()) return false;
+    reqs.swap(explains_);
+  }
+  std::vector<TaskReport> snap = snapshot();
+  for (auto& r : reqs) {
+    {
+      std::lock_guard<std::mutex> lock(r->mu);
+      r->out = snap;
+      r->done = true;
+    }
+    r->cv.notify_all();
+  }
+  return true;
+}
+
+std::vector<TaskReport> Scheduler::snapshot() const {
+  // Who runs what, and how many of each session's ready tasks come first.
+  std::vector<std::vector<uint32_t>> on(graph_.window());
+  for (uint32_t i = 0; i < workers_.size(); ++i)
+    if (workers_[i].busy) on[workers_[i].slot].push_back(i);
+  std::vector<int64_t> ahead(graph_.window(), -1);
+  std::vector<int64_t> per_session;
+  ready_.for_each([&](const ReadyEntry& e) {
+    if (stale(e)) return;
+    if (per_session.size() <= e.session) per_session.resize(e.session + 1, 0);
+    ahead[e.slot] = per_session[e.session]++;
+  });
+  if (has_head_ && !stale(head_)) ahead[head_.slot] = 0;
+  auto now = Clock::now();
+  std::vector<TaskReport> out;
+  for (SlotIndex s = 0; s < graph_.window(); ++s) {
+    const TaskSlot& t = graph_.slot(s);
+    TaskId id = t.id.load(std::memory_order_acquire);
+    if (id == kNoTask) continue;
+    TaskState st = t.state.load(std::memory_order_acquire);
+    if (st != TaskState::Pending && st != TaskState::Ready && st != TaskState::Running) continue;
+    // A task still being wired by its submitter is not there yet.
+    if (!t.wired.load(std::memory_order_acquire)) continue;
+    TaskReport r;
+    r.id = id;
+    r.name = graph_.name_of(t);
+    r.session = t.session != nullptr ? t.session->name() : "";
+    r.kind = t.kind;
+    r.state = st;
+    r.attempts = t.attempts;
+    if (st == TaskState::Running) {
+      for (uint32_t w : on[s]) {
+        r.workers.push_back(workers_[w].name);
+        r.running_s = std::chrono::duration<double>(now - workers_[w].started).count();
+      }
+    } else if (st == TaskState::Ready) {
+      r.queued_ahead = ahead[s];
+    } else {
+      // Each producer is held by this task's reference: its slot keeps its task.
+      for (SlotIndex p : t.producers) {
+        const TaskSlot& prod = graph_.slot(p);
+        TaskState ps = prod.state.load(std::memory_order_acquire);
+        if (ps == TaskState::Pending || ps == TaskState::Ready || ps == TaskState::Running)
+          r.waits_on.push_back(TaskReport::Producer{prod.id.load(std::memory_order_acquire), graph_.name_of(prod), ps});
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  std::sort(out.begin(), out.end(), [](const TaskReport& a, const TaskReport& b) { return a.id < b.id; });
+  return out;
 }
 
 }  // namespace tierflow

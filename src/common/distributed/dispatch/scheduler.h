@@ -17,6 +17,7 @@
 // then fails it as "timeout" / "cancelled" and the worker is replaced.
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,24 @@
 
 namespace tierflow {
 
+// One unfinished task as explain() sees it.
+struct TaskReport {
+  struct Producer {
+    TaskId id;
+    std::string name;
+    TaskState state;
+  };
+  TaskId id = kNoTask;
+  std::string name, session;
+  TaskKind kind = TaskKind::Sub;
+  TaskState state = TaskState::Pending;
+  std::vector<std::string> workers;   // running: where (one per member of a group)
+  double running_s = 0;               // running: for how long, this attempt
+  uint32_t attempts = 0;
+  int64_t queued_ahead = -1;          // ready: tasks of its session queued before it
+  std::vector<Producer> waits_on;     // pending: its producers that have not finished
+};
+
 class Scheduler {
  public:
   // `next` are the next-level workers (chips at level 3, lower-level
@@ -50,6 +69,17 @@ class Scheduler {
   // running task).
   void set_respawn(std::function<void(uint32_t worker)> respawn) { respawn_ = std::move(respawn); }
   void set_kill(std::function<void(uint32_t worker)> kill) { kill_ = std::move(kill); }
+  // Where the scheduler reports what a user wants in their log (a death, a
+  // replacement, a retry, a timeout, cancellations): a level (Python's
+  // logging levels) and a line. Called on this thread, only when such a
+  // thing happens. Set before start().
+  void set_note(std::function<void(int level, std::string text)> note) { note_ = std::move(note); }
+  // Any thread: every unfinished task — running where and for how long,
+  // queued behind how many, or waiting on which producers. Built on the
+  // scheduler thread, the only one that moves a task out of pending, ready
+  // or running, so what it reads of those tasks holds still. Empty (and
+  // *answered false) when the scheduler does not answer within timeout_ms.
+  std::vector<TaskReport> explain(int64_t timeout_ms, bool* answered);
   void start();
   void stop();  // joins the thread; queued work stays queued
 
@@ -102,6 +132,8 @@ class Scheduler {
   bool take_deaths();
   bool take_births();
   bool take_cancels();
+  bool take_explains();
+  std::vector<TaskReport> snapshot() const;
   bool poll_workers();
   bool dispatch();
   bool dispatch_groups();
@@ -147,8 +179,20 @@ class Scheduler {
   std::vector<std::pair<uint32_t, std::string>> deaths_;
   std::vector<uint32_t> births_;
   std::vector<ReadyEntry> cancels_;
+  struct ExplainRequest {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::vector<TaskReport> out;
+  };
+  std::vector<std::shared_ptr<ExplainRequest>> explains_;
   bool sweep_ = false, stop_running_ = false;
   std::function<void(uint32_t)> respawn_, kill_;
+  std::function<void(int, std::string)> note_;
+  void note(int level, std::string text) {
+    if (note_) note_(level, std::move(text));
+  }
+  std::string task_label(const TaskSlot& t) const;
   std::atomic<bool> no_respawn_{false};
   std::atomic<uint64_t> restarts_{0};
 

@@ -45,9 +45,11 @@ TaskId TaskGraph::begin(SlotIndex s, Session* session, bool in_scope) {
   t.refs.store(in_scope ? 2 : 1, std::memory_order_relaxed);
   t.fanin.store(1, std::memory_order_relaxed);  // wiring guard, dropped by wire()
   t.poisoned_by.store(kNoTask, std::memory_order_relaxed);
+  t.wired.store(false, std::memory_order_relaxed);
   t.claim.store(id, std::memory_order_relaxed);
   t.observed = 0;
-  t.state.store(TaskState::Pending, std::memory_order_relaxed);
+  // Release: whoever sees this state sees `wired` cleared (explain()).
+  t.state.store(TaskState::Pending, std::memory_order_release);
   // Publishing the id last (release) lets state_of() tell a reused slot apart.
   t.id.store(id, std::memory_order_release);
   submitted_.fetch_add(1, std::memory_order_relaxed);
@@ -132,6 +134,7 @@ bool TaskGraph::wire(SlotIndex s) {
       poison(t, prod.root_cause);
     }
   }
+  t.wired.store(true, std::memory_order_release);
   // Dropping the guard publishes the descriptor (acq_rel pairs with finish()).
   return t.fanin.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }

@@ -52,6 +52,9 @@ struct TaskSlot {
   std::atomic<int32_t> refs{0};   // own + scope + one per unfinished-or-wiring consumer (+1 early guard)
   std::atomic<int32_t> fanin{0};  // unfinished producers + 1 while being wired
   std::atomic<TaskId> poisoned_by{kNoTask};  // root failure that reaches this task
+  // Set (release) once wire() is done with `producers`, cleared by begin():
+  // what lets the scheduler read a pending task's producers (explain()).
+  std::atomic<bool> wired{false};
 
   // Descriptor (submitting thread, then read-only). `session` is valid until
   // the task finished; `session_id` for as long as the slot holds the task.

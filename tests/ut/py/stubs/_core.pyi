@@ -146,6 +146,16 @@ class Engine:
 
     def open_session(self, name: str, weight: int) -> Session: ...
 
+    def take_events(self, timeout_s: float) -> tuple:
+        """
+        Waits up to timeout_s for the engine's log lines (deaths, replacements, retries, timeouts, cancellations): ([(level, text), ...], open); open is False once the engine stopped and every line was taken
+        """
+
+    def explain(self, timeout_s: float) -> object:
+        """
+        Every unfinished task, as the scheduler sees it (see Scheduler::explain); None if it did not answer in time
+        """
+
     @property
     def owned_by_this_process(self) -> bool: ...
 

@@ -1,0 +1,83 @@
+"""w.explain() says, for a stuck run, where each unfinished task runs and
+for how long, what a queued one waits behind, and which producers a pending
+one waits on; drain(timeout=) puts the head of that report in its
+TimeoutError."""
+import time
+
+import numpy as np
+import pytest
+
+import tierflow as tf
+from conftest import wait_until
+
+
+def nap(args):
+    time.sleep(args.scalar(0))
+
+
+def test_explain_names_running_queued_and_waiting_tasks(make_worker):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(nap)
+    w.init()
+    x = w.zeros(4)
+    slow = w.submit_sub(h, tf.TaskArgs().inout(x).scalar(30.0), name="slow")
+    after = w.submit_sub(h, tf.TaskArgs().inout(x).scalar(0.0), name="after")  # reads what slow writes
+    other = w.submit_sub(h, tf.TaskArgs().scalar(0.0), name="other")           # independent, but no free sub
+    assert wait_until(slow.running, 10)
+    report = w.explain()
+    assert f"{w.name}: 3 unfinished task(s)" in report
+    assert f"task {slow.id} (slow) on sub 0 for" in report
+    assert f"task {other.id} (other): 0 task(s) of its session queued before it" in report
+    assert f"task {after.id} (after) waits on task {slow.id} (slow, running)" in report
+    assert report.index("running (1)") < report.index("ready, waiting for a worker (1)") < \
+        report.index("pending, waiting for producers (1)")
+    w.close(cancel=True)
+
+
+def test_a_drain_timeout_carries_the_head_of_the_report(make_worker):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(nap)
+    w.init()
+    x = w.zeros(4)
+    slow = w.submit_sub(h, tf.TaskArgs().inout(x).scalar(30.0), name="slow")
+    w.submit_sub(h, tf.TaskArgs().inout(x).scalar(0.0), name="after")
+    with pytest.raises(TimeoutError) as e:
+        w.drain(timeout=0.5)
+    text = str(e.value)
+    assert "drain() timed out after 0.5 s" in text and f"waits on task {slow.id} (slow, running)" in text
+    w.close(cancel=True)
+
+
+def test_a_sessions_timeout_reports_only_its_own_tasks(make_worker):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(nap)
+    w.init()
+    w.submit_sub(h, tf.TaskArgs().scalar(30.0), name="default-one")
+    with w.session("etl") as s:
+        mine = s.submit_sub(h, tf.TaskArgs().scalar(0.0), name="mine")
+        with pytest.raises(TimeoutError) as e:
+            s.drain(timeout=0.3)
+        text = str(e.value)
+        assert "of session 'etl'" in text and f"task {mine.id} (mine) [session etl]" in text
+        assert "default-one" not in text
+        w.close(cancel=True)
+
+
+def test_nothing_unfinished_says_so_and_many_are_summarised(make_worker):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(nap)
+    w.init()
+    assert w.explain() == f"{w.name}: no unfinished task"
+    first = w.submit_sub(h, tf.TaskArgs().scalar(30.0))
+    for _ in range(40):
+        w.submit_sub(h, tf.TaskArgs().scalar(0.0))
+    assert wait_until(first.running, 10)
+    report = w.explain()
+    assert "ready, waiting for a worker (40)" in report and "... and 20 more" in report
+    w.close(cancel=True)
+
+
+def test_explain_before_init_is_a_state_error(make_worker):
+    w = make_worker(sub_workers=1)
+    with pytest.raises(tf.WorkerStateError):
+        w.explain()
