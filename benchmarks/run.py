@@ -29,6 +29,7 @@ import tierflow as tf  # noqa: E402
 from bench_peer import PeerBench  # noqa: E402
 from bench_tierflow import TierflowBench  # noqa: E402
 import bench_levels  # noqa: E402
+import bench_trace  # noqa: E402
 import bench_remote  # noqa: E402
 import bench_sessions  # noqa: E402
 import limits  # noqa: E402
@@ -118,6 +119,8 @@ def run(reps, quick):
                                      if isinstance(v, dict)), flush=True)
     res["levels"] = bench_levels.run(measure, reps, quick)
     print("  levels: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["levels"].items()), flush=True)
+    res["trace"] = bench_trace.run(measure, reps, quick)
+    print("  trace: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["trace"].items()), flush=True)
     res["remote"] = bench_remote.run(measure, reps, quick)
     print("  remote: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["remote"].items()), flush=True)
     res["bytes_per_live_task"] = bytes_per_live_task(4096 if quick else 65536)
@@ -154,6 +157,7 @@ def ratios(res):
     out["l2 L4 fan-out / processpool (x faster)"] = m(lv["l2_l4_fanout_tasks_per_s"]) / m(
         lv["l2_processpool_tasks_per_s"])
     out.update(bench_remote.ratios(res["remote"]))
+    out.update(bench_trace.ratios(res["trace"]))
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -182,6 +186,7 @@ TARGETS = {
     "l1 L4 hop / L3 W2 chip hop, python kernels (x slower)": ("<=", 3),
     "l2 L4 fan-out / processpool (x faster)": (">=", 10),
     **bench_remote.TARGETS,
+    **bench_trace.TARGETS,
 }
 
 

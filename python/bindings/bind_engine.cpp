@@ -94,13 +94,14 @@ void bind_engine(nb::module_& m) {
   nb::class_<PyEngine>(m, "Engine")
       .def("__init__", [](PyEngine* self, uint32_t window, std::shared_ptr<SharedRegion> region,
                           std::shared_ptr<Arena> arena, uint32_t subs, uint32_t chips, ForkServerLink& link,
-                          bool replace_dead, std::string next_kind, int output_fd, std::string output_path) {
+                          bool replace_dead, std::string next_kind, int output_fd, std::string output_path,
+                          bool trace) {
         // The level's own children are its pool of endpoints.
         std::unique_ptr<EndpointPool> pool(new LocalChildren(std::move(region), subs, chips, std::move(next_kind),
                                                              link, OutputTarget{output_fd, std::move(output_path)}));
-        new (self) PyEngine{std::make_shared<Engine>(window, std::move(arena), std::move(pool), replace_dead)};
+        new (self) PyEngine{std::make_shared<Engine>(window, std::move(arena), std::move(pool), replace_dead, trace)};
       }, "window"_a, "region"_a, "arena"_a, "subs"_a, "chips"_a, "link"_a, "replace_dead"_a = true,
-         "next_kind"_a = "chip", "output_fd"_a = 2, "output_path"_a = "",
+         "next_kind"_a = "chip", "output_fd"_a = 2, "output_path"_a = "", "trace"_a = false,
          "Starts a level over its forked children: `chips` next-level workers named `next_kind` i (chips at level "
          "3); their prefixed output goes to `output_fd`, each name after `output_path`")
       .def("set_ancestor_arenas", [](PyEngine& e, std::vector<std::shared_ptr<Arena>> arenas) {
@@ -171,6 +172,26 @@ void bind_engine(nb::module_& m) {
         return out;
       }, "timeout_s"_a,
          "Every unfinished task, as the scheduler sees it (see Scheduler::explain); None if it did not answer in time")
+      .def("trace_snapshot", [](PyEngine& e) -> nb::object {
+        std::shared_ptr<Engine> eng = e.engine;  // also after close: the records stay
+        if (!eng || eng->trace() == nullptr) return nb::none();
+        TraceRecorder::Snapshot s;
+        {
+          nb::gil_scoped_release nogil;
+          s = eng->trace()->snapshot();
+        }
+        nb::dict d;
+        d["runs"] = nb::bytes(reinterpret_cast<const char*>(s.runs.data()), s.runs.size() * sizeof(TraceRun));
+        d["edges"] = nb::bytes(reinterpret_cast<const char*>(s.edges.data()), s.edges.size() * sizeof(TraceEdge));
+        d["names"] = s.names;
+        d["dropped_runs"] = s.dropped_runs;
+        d["dropped_edges"] = s.dropped_edges;
+        std::vector<std::string> workers;
+        for (uint32_t w = 0; w < eng->num_subs() + eng->num_chips(); ++w) workers.push_back(eng->worker_name(w));
+        d["workers"] = workers;
+        return d;
+      }, "The trace records so far (runs and edges as raw arrays of TraceRun / TraceEdge, interned names, worker "
+         "names), or None when this engine does not trace")
       .def_prop_ro("owned_by_this_process", [](PyEngine& e) { return e.get().owned_by_this_process(); })
       .def("pids", [](PyEngine& e) {
         Engine& eng = e.get();

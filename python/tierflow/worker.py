@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from . import _core, _forkserver
+from . import _core, _forkserver, _tracefile
 from ._errors import ArenaExhausted, RemoteError, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
 from .native import NativeKernel
@@ -124,10 +124,16 @@ class Worker:
 
     def __init__(self, level: int = 3, *, chips: int = 0, sub_workers: int = 0, window: int = 1024,
                  arena_bytes: int = 1 << 30, output: str = "prefix", trace: Optional[str] = None,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, trace_flows: str = "all"):
         level = _count("level", level, 3, MAX_LEVEL)
-        if trace is not None:
-            raise NotImplementedError("trace= is not available in this version of tierflow")
+        self._trace = _tracefile.check_path(trace)
+        if trace_flows not in _tracefile.FLOWS:
+            raise ValueError(f"trace_flows must be one of {', '.join(_tracefile.FLOWS)}, got {trace_flows!r}")
+        self._trace_flows = trace_flows
+        # Set on a template of a traced parent: where its child writes its
+        # part of the trace when it closes (a prefix; the child adds its pid).
+        self._trace_part: Optional[str] = None
+        self._trace_dir: Optional[str] = None
         self.level = level
         self.name = name or f"worker-{id(self):x}"
         self._chips = _count("chips", chips, 0, MAX_CHIPS)
@@ -529,6 +535,12 @@ class Worker:
                 token = os.urandom(8).hex()
                 for i, t in enumerate(self._templates):  # where the child answers stats(): see _level.py
                     t._stats_address = f"\0tierflow-{os.getpid()}-{token}-{self._next_kind} {i}"
+                if self._tracing():  # each local next-level Worker writes its part of the trace there
+                    import tempfile
+                    self._trace_dir = tempfile.mkdtemp(prefix="tierflow-trace-")
+                    for i, t in enumerate(self._templates):
+                        if isinstance(t, Worker):
+                            t._trace_part = os.path.join(self._trace_dir, f"{self._next_kind}-{i}-")
             pid, pidfd, sock_fd, children = _forkserver.start(
                 subs=[("sub", i, self._sub_fns, None) for i in range(self._subs)], nexts=next_plan, region=region,
                 arena=arena, ancestors=self._ancestors, output=self._output, out_path=self._out_path)
@@ -541,7 +553,7 @@ class Worker:
                 # Every child exists: only now may engine threads start.
                 engine = _core.Engine(self._window, region, arena, self._subs, self._chips, link,
                                       next_kind=self._next_kind, output_fd=self._out_fd,
-                                      output_path=self._out_path)
+                                      output_path=self._out_path, trace=self._tracing())
                 engine.set_callable_names(0, [_callable_name(f) for f in self._sub_fns])
                 engine.set_callable_names(1, [_callable_name(f) for f in (
                     self._kernel_fns if self.level == 3 else self._orch_fns)])
@@ -633,10 +645,53 @@ class Worker:
         finally:
             if session is not None:
                 self._log_unreported(session.take_failures())
+            if self._tracing():
+                self._write_trace(engine, final=True)
             # The log thread ends once it took the engine's last lines. Wait
             # for it: a thread still inside the engine's wait when the
             # interpreter finalises would be torn down in C++ frames.
             self._join_log_thread()
+
+    # -- tracing -----------------------------------------------------------
+    def _tracing(self) -> bool:
+        return self._trace is not None or self._trace_part is not None
+
+    def _trace_label(self) -> str:
+        where = self._out_path.strip()
+        return f"{where or self.name} (level {self.level})"
+
+    def _trace_processes(self, engine, final: bool) -> list:
+        snap = engine.trace_snapshot()
+        processes = [_tracefile.process_of(self._trace_label(), snap)] if snap is not None else []
+        if final and self._trace_dir is not None:  # the parts the next-level Workers wrote as they closed
+            for i, t in enumerate(self._templates):
+                if isinstance(t, Worker):
+                    processes += _tracefile.read_parts(os.path.join(self._trace_dir, f"{self._next_kind}-{i}-"))
+        return processes
+
+    def _write_trace(self, engine, final: bool) -> None:
+        try:
+            processes = self._trace_processes(engine, final)
+            if self._trace is not None:
+                _tracefile.write(self._trace, processes, worker=self.name, flows=self._trace_flows)
+            elif self._trace_part is not None:
+                _tracefile.write_part(f"{self._trace_part}{os.getpid()}.json", processes)
+        except Exception:
+            log.exception("%s: writing the trace failed", self.name)
+        finally:
+            if final and self._trace_dir is not None:
+                import shutil
+                shutil.rmtree(self._trace_dir, ignore_errors=True)
+                self._trace_dir = None
+
+    def trace_flush(self) -> None:
+        """Writes the trace file now (trace= given): everything this Worker
+        recorded so far. The levels below add their parts when they close,
+        so only the final file, written by close(), has them."""
+        engine = self._live_engine()
+        if self._trace is None:
+            raise WorkerStateError(f"{self.name} does not trace: create it with trace=\"run.json\"")
+        self._write_trace(engine, final=False)
 
     def _join_log_thread(self) -> None:
         t, self._log_thread = getattr(self, "_log_thread", None), None

@@ -12,8 +12,12 @@
 namespace tierflow {
 
 Engine::Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<EndpointPool> pool,
-               bool replace_dead)
+               bool replace_dead, bool trace, size_t trace_runs)
     : owner_pid_(current_pid()), graph_(window, std::move(arena)), pool_(std::move(pool)) {
+  if (trace) {
+    trace_.reset(new TraceRecorder(trace_runs, 2 * trace_runs));
+    graph_.set_trace(trace_.get());
+  }
   uint32_t n = pool_->num_subs() + pool_->num_next();
   std::vector<Endpoint*> sub_eps, next_eps;
   max_payload_ = SIZE_MAX;
@@ -27,6 +31,7 @@ Engine::Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<En
   Scheduler* sched = scheduler_.get();
   EventLog* events = &events_;
   sched->set_note([events](int level, std::string text) { events->push(level, std::move(text)); });
+  sched->set_trace(trace_.get());
   sink_ = [sched](SlotIndex s) { sched->enqueue(s); };
   default_ = std::make_shared<Session>(0, "default", graph_, sink_, max_payload_);
   sessions_.push_back(default_);

@@ -30,6 +30,7 @@
 #include "common/distributed/dispatch/scheduler.h"
 #include "common/distributed/graph/session.h"
 #include "common/distributed/graph/task_graph.h"
+#include "common/distributed/graph/trace_recorder.h"
 #include "common/distributed/memory/arena.h"
 
 namespace tierflow {
@@ -37,8 +38,10 @@ namespace tierflow {
 class Engine {
  public:
   // Takes the pool (a throw destroys it, which releases its workers).
+  // `trace`: record every run and edge for a timeline (TraceRecorder),
+  // holding at most trace_runs runs and twice as many edges.
   Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<EndpointPool> pool,
-         bool replace_dead = true);
+         bool replace_dead = true, bool trace = false, size_t trace_runs = size_t(1) << 22);
   ~Engine();
 
   TaskGraph& graph() { return graph_; }
@@ -46,6 +49,8 @@ class Engine {
   // Deaths, replacements, retries, timeouts and cancellations, for the
   // user's log; closed once the engine has stopped.
   EventLog& events() { return events_; }
+  // The trace's recorder; null when the engine does not trace.
+  TraceRecorder* trace() { return trace_.get(); }
   const std::shared_ptr<Session>& default_session() const { return default_; }
 
   // A new session of this level (any thread): cheap — a table entry, no
@@ -88,6 +93,7 @@ class Engine {
   std::unique_ptr<EndpointPool> pool_;
   size_t max_payload_ = 0;  // the smallest of the endpoints' limits
   EventLog events_;  // declared before the scheduler that writes to it: it outlives it
+  std::unique_ptr<TraceRecorder> trace_;  // likewise
   std::unique_ptr<Scheduler> scheduler_;
   Orchestrator::ReadySink sink_;
   mutable std::mutex sessions_mu_;                 // guards sessions_, retired_, stopping_

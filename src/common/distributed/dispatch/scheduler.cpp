@@ -362,6 +362,7 @@ void Scheduler::member_done(uint32_t wi, TaskResult&& r, bool died, const std::s
   TaskSlot& t = graph_.slot(s);
   int64_t busy_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - w.started).count();
   for (ScheduleObserver* o : graph_.observers()) o->member_done(t, wi, w.member, busy_ns);
+  if (trace_ != nullptr) record_run(wi, t, r, died, killed);
   if (!died) w.crashes = 0;
   if (r.ok && !died) {
     if (w.member == 0) t.value = std::move(r.value);
@@ -763,6 +764,41 @@ std::vector<TaskReport> Scheduler::snapshot() const {
   }
   std::sort(out.begin(), out.end(), [](const TaskReport& a, const TaskReport& b) { return a.id < b.id; });
   return out;
+}
+
+void Scheduler::record_run(uint32_t wi, const TaskSlot& t, const TaskResult& r, bool died, bool killed) {
+  const Worker& w = workers_[wi];
+  TraceRun run{};
+  run.task = t.id.load(std::memory_order_relaxed);
+  // A worker that died stamped nothing: the scheduler's own times stand in.
+  auto ns = [](Clock::time_point p) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(p.time_since_epoch()).count();
+  };
+  run.t_start_ns = r.t_start_ns != 0 ? r.t_start_ns : ns(w.started);
+  run.t_end_ns = r.t_end_ns != 0 ? r.t_end_ns : ns(Clock::now());
+  if (run.t_end_ns < run.t_start_ns) run.t_end_ns = run.t_start_ns;
+  uint64_t bytes = 0;
+  if (w.member < t.members.size())
+    for (const TensorDesc& d : t.members[w.member].tensors) {
+      uint64_t n = d.dtype.itemsize();
+      for (int k = 0; k < d.ndim; ++k) n *= static_cast<uint64_t>(d.shape[k]);
+      bytes += n;
+    }
+  run.bytes = bytes;
+  run.worker = wi;
+  // Interned once per callable: no string is built per task.
+  std::vector<uint32_t>& known = callable_names_[t.kind == TaskKind::Sub ? 0 : 1];
+  if (known.size() <= t.callable) known.resize(t.callable + 1, UINT32_MAX);
+  if (known[t.callable] == UINT32_MAX) known[t.callable] = trace_->intern(graph_.callable_name(t.kind, t.callable));
+  run.callable = known[t.callable];
+  run.name = t.name.empty() ? run.callable : trace_->intern(t.name);
+  run.session = trace_->intern(t.session != nullptr ? t.session->name() : "");
+  run.attempt = static_cast<uint16_t>(t.attempts);
+  FailureKind kind = !died ? (r.lost ? FailureKind::WorkerDied : FailureKind::Exception)
+                           : killed ? w.kill_kind : FailureKind::WorkerDied;
+  run.outcome = r.ok && !died ? 0 : static_cast<uint8_t>(kind);  // FailureKind counts from 1
+  run.kind = static_cast<uint8_t>(t.kind);
+  trace_->run(run);
 }
 
 }  // namespace tierflow

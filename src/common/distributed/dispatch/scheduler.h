@@ -32,6 +32,7 @@
 #include "common/distributed/dispatch/ready_set.h"
 #include "common/distributed/graph/stats_collector.h"
 #include "common/distributed/graph/task_graph.h"
+#include "common/distributed/graph/trace_recorder.h"
 
 namespace tierflow {
 
@@ -74,6 +75,8 @@ class Scheduler {
   // logging levels) and a line. Called on this thread, only when such a
   // thing happens. Set before start().
   void set_note(std::function<void(int level, std::string text)> note) { note_ = std::move(note); }
+  // Records every task run for a trace (set before start()).
+  void set_trace(TraceRecorder* trace) { trace_ = trace; }
   // Any thread: every unfinished task — running where and for how long,
   // queued behind how many, or waiting on which producers. Built on the
   // scheduler thread, the only one that moves a task out of pending, ready
@@ -189,6 +192,9 @@ class Scheduler {
   bool sweep_ = false, stop_running_ = false;
   std::function<void(uint32_t)> respawn_, kill_;
   std::function<void(int, std::string)> note_;
+  TraceRecorder* trace_ = nullptr;
+  std::vector<uint32_t> callable_names_[2];  // interned, per kind (sub; chip and group), on first sight
+  void record_run(uint32_t wi, const TaskSlot& t, const TaskResult& r, bool died, bool killed);
   void note(int level, std::string text) {
     if (note_) note_(level, std::move(text));
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "common/distributed/graph/trace_recorder.h"
+
 #include "common/distributed/graph/session.h"
 
 namespace tierflow {
@@ -106,6 +108,7 @@ bool TaskGraph::wire(SlotIndex s) {
                            [](const TensorMapHit& a, const TensorMapHit& b) { return a.task == b.task; }),
                hits.end());
     for (auto& h : hits) {
+      if (trace_ != nullptr) trace_->edge(h.task, id);  // to finished producers too
       if (h.slot == kTombstone) {
         if (h.carries) poison(t, h.task);
       } else if (try_ref(slots_[h.slot])) {

@@ -33,6 +33,8 @@
 
 namespace tierflow {
 
+class TraceRecorder;
+
 struct Outcome {
   bool ok = true;
   Failure failure;    // when !ok; finish() fills in the task's id and name
@@ -104,6 +106,8 @@ class TaskGraph {
   // After the level stopped: no task touches the arena any more.
   void drop_arena() { arena_.reset(); }
 
+  // Records every dependency edge for a trace (set before any submit).
+  void set_trace(TraceRecorder* t) { trace_ = t; }
   // Observers of every transition, added before any task is submitted.
   void add_observer(ScheduleObserver* o) { observers_.push_back(o); }
   const std::vector<ScheduleObserver*>& observers() const { return observers_; }
@@ -119,6 +123,7 @@ class TaskGraph {
   void sweep_freed_allocations();
 
   std::shared_ptr<Arena> arena_;
+  TraceRecorder* trace_ = nullptr;
   LentMemory lent_;
   Ring ring_;
   std::unique_ptr<TaskSlot[]> slots_;

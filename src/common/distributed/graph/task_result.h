@@ -21,6 +21,9 @@ struct TaskResult {
   // daemon that died or stopped answering), while the worker itself lives.
   // The task fails as worker_died (retries apply) and the worker stays.
   bool lost = false;
+  // CLOCK_MONOTONIC ns at which the worker took the request and answered it
+  // (0: not stamped, e.g. the worker died).
+  int64_t t_start_ns = 0, t_end_ns = 0;
   std::string value;  // ok: the pickled return value, empty for None
   std::string message, traceback, types, exception;  // !ok
 

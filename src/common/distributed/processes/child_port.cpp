@@ -1,8 +1,19 @@
 #include "common/distributed/processes/child_port.h"
 
+#include <chrono>
+
 #include "common/distributed/processes/futex.h"
 
 namespace tierflow {
+
+namespace {
+// steady_clock is CLOCK_MONOTONIC on Linux: one clock for every process of
+// the host, so a parent compares the stamps of all its children.
+int64_t monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 namespace {
 constexpr int kSpins = 500;
@@ -28,6 +39,7 @@ bool ChildPort::wait(Request* out) {
   out->group_size = box_.group_size;
   out->barrier = box_.barrier;
   out->args = TaskArgs::decode(box_.payload, box_.request_len);
+  box_.t_start_ns = monotonic_ns();
   group_size_ = out->group_size;
   barrier_ = out->barrier;
   return true;
@@ -37,6 +49,7 @@ void ChildPort::complete(const TaskResult& result) {
   if (group_size_ > 1 && barriers_ != nullptr) barriers_[barrier_].break_it();
   size_t n = result.encode(box_.payload, kMailboxPayload);
   box_.ok = result.ok ? 1 : result.lost ? 2 : 0;
+  box_.t_end_ns = monotonic_ns();
   box_.result_len = static_cast<uint32_t>(n);
   // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
   // the next wait() sees it.

@@ -37,6 +37,10 @@ struct alignas(64) Mailbox {
   // Result (child writes while POSTED).
   uint32_t ok = 1;  // 1 ok, 0 failed, 2 lost (TaskResult::lost)
   uint32_t result_len = 0;
+  // When the child took the request and when it answered (CLOCK_MONOTONIC
+  // ns): a trace shows the time a task ran where it ran.
+  int64_t t_start_ns = 0;
+  int64_t t_end_ns = 0;
   alignas(64) char payload[kMailboxPayload];
 };
 

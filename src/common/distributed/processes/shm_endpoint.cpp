@@ -31,6 +31,8 @@ bool ShmEndpoint::poll(TaskResult* out) {
   if (box_.state.load(std::memory_order_acquire) != kDone) return false;
   *out = TaskResult::decode(box_.ok == 1, box_.payload, box_.result_len);
   out->lost = box_.ok == 2;
+  out->t_start_ns = box_.t_start_ns;
+  out->t_end_ns = box_.t_end_ns;
   box_.state.store(kIdle, std::memory_order_relaxed);
   return true;
 }

@@ -123,7 +123,7 @@ class ForkServerLink:
         """Kills the server and closes every descriptor (idempotent)"""
 
 class Engine:
-    def __init__(self, window: int, region: SharedRegion, arena: Arena, subs: int, chips: int, link: ForkServerLink, replace_dead: bool = True, next_kind: str = 'chip', output_fd: int = 2, output_path: str = '') -> None:
+    def __init__(self, window: int, region: SharedRegion, arena: Arena, subs: int, chips: int, link: ForkServerLink, replace_dead: bool = True, next_kind: str = 'chip', output_fd: int = 2, output_path: str = '', trace: bool = False) -> None:
         """
         Starts a level over its forked children: `chips` next-level workers named `next_kind` i (chips at level 3); their prefixed output goes to `output_fd`, each name after `output_path`
         """
@@ -154,6 +154,11 @@ class Engine:
     def explain(self, timeout_s: float) -> object:
         """
         Every unfinished task, as the scheduler sees it (see Scheduler::explain); None if it did not answer in time
+        """
+
+    def trace_snapshot(self) -> object:
+        """
+        The trace records so far (runs and edges as raw arrays of TraceRun / TraceEdge, interned names, worker names), or None when this engine does not trace
         """
 
     @property
