@@ -27,6 +27,7 @@ from . import _core
 from .native import NativeKernel
 
 _PR_SET_PDEATHSIG = 1
+DUMP_SIGNAL = signal.SIGUSR1  # w.dump_stacks()
 
 # Where nested levels' children write their prefixed output: the top
 # level's stderr, kept open (as this descriptor) by every next-level child
@@ -198,6 +199,10 @@ def child_main(*, kind: str, index: int, parent_pid: int, mailbox: int, region, 
         # A crash in native code leaves the Python stack of the crash in the
         # child's output (its death is reported as worker_died regardless).
         faulthandler.enable(file=sys.stderr)
+        # w.dump_stacks(): SIGUSR1 prints every thread's Python stack to the
+        # child's output (faulthandler writes from the signal handler itself,
+        # so a child stuck in native code or holding the GIL still answers).
+        faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
         port = _core.ChildPort(region, arena, mailbox, index if kind == "chip" else -1)
         for a in ancestors:
             port.add_ancestor_arena(a)

@@ -237,13 +237,14 @@ class Orchestrator:
         finally:
             session.scope_end()
 
-    def drain(self, timeout: Optional[float] = None, *, progress: bool = False) -> None:
+    def drain(self, timeout: Optional[float] = None, *, progress: bool = False, dump_stacks: bool = False) -> None:
         """Waits for everything submitted so far; raises tf.TaskError for
         the failures no earlier drain reported, TimeoutError after `timeout`
         seconds (naming what still runs). Ctrl-C cancels what has not
         started and stops what runs. progress=True shows a progress bar on
         stderr (done / submitted, rate, failures) once the drain has lasted
-        half a second, if stderr is a terminal."""
+        half a second, if stderr is a terminal. dump_stacks=True: on a
+        timeout, every child first prints its Python stacks (dump_stacks())."""
         session = self._worker._live_session(self)
         try:
             if _progress.wanted(progress):
@@ -254,6 +255,8 @@ class Orchestrator:
             interrupted(session)
             raise
         if not finished:
+            if dump_stacks:
+                self._worker.dump_stacks()
             raise TimeoutError(self._worker._timeout_report(timeout, getattr(self, "name", None) or "default"))
         failures = session.take_failures()
         if failures:

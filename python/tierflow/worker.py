@@ -749,13 +749,13 @@ class Worker:
         blocks; nestable. See docs/api.md, "Why and when to use scope()"."""
         return self._orch.scope()
 
-    def drain(self, timeout: Optional[float] = None, *, progress: bool = False) -> None:
+    def drain(self, timeout: Optional[float] = None, *, progress: bool = False, dump_stacks: bool = False) -> None:
         """Waits for everything submitted so far; raises tf.TaskError listing
         the failures since the previous drain, TimeoutError after `timeout`
         seconds. Ctrl-C cancels the tasks that have not started, stops the
         running ones after a short grace, and propagates. progress=True
         shows a progress bar on stderr for a long drain (a terminal only)."""
-        self._orch.drain(timeout, progress=progress)
+        self._orch.drain(timeout, progress=progress, dump_stacks=dump_stacks)
 
     def run(self, fn: Callable, args: Any = None, *, progress: bool = False) -> None:
         """Calls fn(orch, args) with the default Orchestrator, then drain()."""
@@ -783,6 +783,30 @@ class Worker:
         passes; cheap enough to call from a watchdog."""
         self._live_engine()
         return self._explain_text()
+
+    def dump_stacks(self, pause: float = 0.3) -> List[str]:
+        """Prints the Python stack of every thread of every child process to
+        its output (prefixed as usual: "[sub 0] ..."), one child at a time
+        — `pause` seconds apart, so two dumps never interleave — and returns
+        the names of the children asked. For a stuck run: what each worker
+        is doing right now. A next-level Worker's process dumps its own
+        stacks; ask it for its children's with its own dump_stacks()."""
+        import signal
+        import time as _time
+        from ._child import DUMP_SIGNAL
+        asked = []
+        for name, pid in self._live_engine().pids().items():
+            if pid <= 0:
+                continue
+            try:
+                os.kill(pid, DUMP_SIGNAL)
+            except ProcessLookupError:
+                continue
+            asked.append(name)
+            log.info("%s: asked %s (pid %d) for its stacks", self.name, name, pid)
+            _time.sleep(pause)
+        del signal
+        return asked
 
     def _explain_text(self, session: Optional[str] = None, limit: int = 20) -> str:
         engine = self._live_engine()

@@ -81,3 +81,39 @@ def test_explain_before_init_is_a_state_error(make_worker):
     w = make_worker(sub_workers=1)
     with pytest.raises(tf.WorkerStateError):
         w.explain()
+
+
+def stuck_here(args):
+    time.sleep(30)
+
+
+def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd):
+    w = make_worker(sub_workers=2)
+    h = w.register_sub(stuck_here)
+    w.init()
+    t = w.submit_sub(h, None)
+    assert wait_until(t.running, 10)
+    asked = w.dump_stacks(pause=0.3)
+    assert asked == ["sub 0", "sub 1"]
+    time.sleep(0.3)  # the last dump reaches the output pump
+    err = capfd.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("[sub ")]
+    assert any("stuck_here" in l for l in lines), err[-2000:]
+    # One child's dump ends before the next one's begins.
+    first_of = {p: i for i, l in reversed(list(enumerate(lines))) for p in ("[sub 0]", "[sub 1]") if l.startswith(p)}
+    last_of = {p: i for i, l in enumerate(lines) for p in ("[sub 0]", "[sub 1]") if l.startswith(p)}
+    a, b = sorted(first_of, key=first_of.get)
+    assert last_of[a] < first_of[b]
+    w.close(cancel=True)
+
+
+def test_a_drain_timeout_can_dump_the_stacks_first(make_worker, capfd):
+    w = make_worker(sub_workers=1)
+    h = w.register_sub(stuck_here)
+    w.init()
+    w.submit_sub(h, None)
+    with pytest.raises(TimeoutError):
+        w.drain(timeout=0.5, dump_stacks=True)
+    time.sleep(0.3)
+    assert "stuck_here" in capfd.readouterr().err
+    w.close(cancel=True)
