@@ -13,6 +13,12 @@ Every tensor lives in the level-4 arena and is seen zero-copy by both
 levels below: the orch function passes views of what it was given on to its
 chips. A level-4 sub-worker checks the result against numpy; the check
 waits for both orch tasks because it reads what they wrote.
+
+    python examples/data_parallel.py [--trace run.json]
+
+With --trace, the run's timeline (every level's workers) is written there;
+`python -m tierflow trace summary run.json` and `... trace plot run.json -o
+run.png` read it (docs/observability.md).
 """
 import sys
 
@@ -43,7 +49,8 @@ handles = [(t.register_kernel(matmul_block), t.register_kernel(allreduce_sumsq))
 # one's handles are valid on either (see docs/api.md, "Levels above 3").
 k_matmul, k_allreduce = handles[0]
 
-w4 = tf.Worker(level=4, sub_workers=1)
+TRACE = sys.argv[sys.argv.index("--trace") + 1] if "--trace" in sys.argv[:-1] else None
+w4 = tf.Worker(level=4, sub_workers=1, trace=TRACE)
 for t in templates:
     w4.add_worker(t)
 

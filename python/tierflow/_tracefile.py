@@ -52,6 +52,24 @@ def process_of(label: str, snapshot: Dict[str, Any]) -> Dict[str, Any]:
             "dropped": int(snapshot["dropped_runs"]) + int(snapshot["dropped_edges"])}
 
 
+def session_process(label: str, snapshot: Dict[str, Any], session: str) -> Dict[str, Any]:
+    """One session's share of an engine's trace (a daemon answers a client
+    with its own tasks only)."""
+    proc = process_of(label, snapshot)
+    proc["slices"] = [s for s in proc["slices"] if s[5] == session]
+    mine = {s[4] for s in proc["slices"]}
+    proc["edges"] = [e for e in proc["edges"] if e[0] in mine and e[1] in mine]
+    return proc
+
+
+def shifted(proc: Dict[str, Any], delta_ns: int) -> Dict[str, Any]:
+    """The process with its times moved by delta_ns (another host's clock
+    onto this one's)."""
+    proc = dict(proc)
+    proc["slices"] = [[s[0], s[1] + delta_ns, s[2] + delta_ns, *s[3:]] for s in proc["slices"]]
+    return proc
+
+
 def write_part(path: str, processes: List[Dict[str, Any]]) -> None:
     """A next-level Worker's processes, for its parent to merge (written
     atomically, read once, then deleted by the parent)."""

@@ -134,6 +134,7 @@ class Worker:
         # part of the trace when it closes (a prefix; the child adds its pid).
         self._trace_part: Optional[str] = None
         self._trace_dir: Optional[str] = None
+        self._trace_record = False  # record without a file of its own (a daemon answers its clients from it)
         self.level = level
         self.name = name or f"worker-{id(self):x}"
         self._chips = _count("chips", chips, 0, MAX_CHIPS)
@@ -538,9 +539,8 @@ class Worker:
                 if self._tracing():  # each local next-level Worker writes its part of the trace there
                     import tempfile
                     self._trace_dir = tempfile.mkdtemp(prefix="tierflow-trace-")
-                    for i, t in enumerate(self._templates):
-                        if isinstance(t, Worker):
-                            t._trace_part = os.path.join(self._trace_dir, f"{self._next_kind}-{i}-")
+                    for i, t in enumerate(self._templates):  # a remote's client asks its daemon (client.py)
+                        t._trace_part = os.path.join(self._trace_dir, f"{self._next_kind}-{i}-")
             pid, pidfd, sock_fd, children = _forkserver.start(
                 subs=[("sub", i, self._sub_fns, None) for i in range(self._subs)], nexts=next_plan, region=region,
                 arena=arena, ancestors=self._ancestors, output=self._output, out_path=self._out_path)
@@ -654,7 +654,7 @@ class Worker:
 
     # -- tracing -----------------------------------------------------------
     def _tracing(self) -> bool:
-        return self._trace is not None or self._trace_part is not None
+        return self._trace is not None or self._trace_part is not None or self._trace_record
 
     def _trace_label(self) -> str:
         where = self._out_path.strip()
@@ -664,9 +664,8 @@ class Worker:
         snap = engine.trace_snapshot()
         processes = [_tracefile.process_of(self._trace_label(), snap)] if snap is not None else []
         if final and self._trace_dir is not None:  # the parts the next-level Workers wrote as they closed
-            for i, t in enumerate(self._templates):
-                if isinstance(t, Worker):
-                    processes += _tracefile.read_parts(os.path.join(self._trace_dir, f"{self._next_kind}-{i}-"))
+            for i, _t in enumerate(self._templates):
+                processes += _tracefile.read_parts(os.path.join(self._trace_dir, f"{self._next_kind}-{i}-"))
         return processes
 
     def _write_trace(self, engine, final: bool) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -376,6 +377,22 @@ class Connection:
         except self.grpc.RpcError as e:
             raise self._classify(e) from None
 
+    def write_trace_part(self, prefix: str) -> None:
+        """This client's tasks as the daemon ran them, onto this host's clock
+        (the offset measured around the call), for the level-4 trace."""
+        import json
+        from .. import _tracefile
+        if self.channel is None or self.lost_reason is not None:
+            return
+        pb = self.pb
+        t0 = time.monotonic_ns()
+        rep = self._call("Trace", pb.TraceRequest(session=self.session), pb.TraceReply, 30.0)
+        t1 = time.monotonic_ns()
+        proc = json.loads(rep.json)
+        proc["label"] = f"{self.name}: {proc['label']}"
+        delta = (t0 + t1) // 2 - rep.daemon_now_ns  # daemon clock -> ours, to within half the round trip
+        _tracefile.write_part(f"{prefix}{os.getpid()}.json", [_tracefile.shifted(proc, delta)])
+
     def stats(self) -> Dict[str, Any]:
         """The daemon's view of this client: its session and its Worker."""
         import json
@@ -445,5 +462,10 @@ def serve_remote(port: Any, spec: RemoteSpec, orch_fns: List[Callable], *, name:
                 from .._child import failure_report
                 port.fail(*failure_report(exc))
             del args
+        if getattr(spec, "_trace_part", None):  # the level-4 Worker traces: its part of the file
+            try:
+                conn.write_trace_part(spec._trace_part)
+            except Exception as e:
+                print(f"tierflow: {name} could not fetch its trace from {spec.address}: {e}", file=sys.stderr)
     finally:
         conn.close()

@@ -160,6 +160,7 @@ def start_worker(args: argparse.Namespace):
     # The children index these lists; they grow as clients push callables.
     w._sub_fns = subs
     w._kernel_fns = kernels
+    w._trace_record = True  # each client's trace gets its session's runs (Trace)
     w.init()
     catalog = Catalog(w, heap, subs, kernels)
     install(catalog)
@@ -513,6 +514,18 @@ class Service:
     def Ready(self, request, context):
         return self.pb.ReadyReply(json=json.dumps(self.readiness()))
 
+    def Trace(self, request, context):
+        from .. import _tracefile
+        cs = self._session(request.session, context)
+        engine = self.w._engine
+        snap = engine.trace_snapshot() if engine is not None else None
+        label = f"{self.address} (daemon, level 3)"
+        if snap is None:
+            proc = {"label": label, "threads": [], "slices": [], "edges": [], "dropped": 0}
+        else:
+            proc = _tracefile.session_process(label, snap, cs.session.name)
+        return self.pb.TraceReply(json=json.dumps(proc), daemon_now_ns=time.monotonic_ns())
+
     def Stats(self, request, context):
         out: Dict[str, Any] = {"worker": self.w.stats()}
         if request.session:
@@ -596,6 +609,7 @@ def build_server(service: Service, token: str, *, max_workers: int):
                                                          response_serializer=None),
         "Ready": unary(S.Ready, pb.ReadyRequest, pb.ReadyReply),
         "Stats": unary(S.Stats, pb.StatsRequest, pb.StatsReply),
+        "Trace": unary(S.Trace, pb.TraceRequest, pb.TraceReply),
     }
     from concurrent.futures import ThreadPoolExecutor
     server = grpc.server(

@@ -262,3 +262,17 @@ class StatsReply(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     json: str
     def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class TraceRequest(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: str
+    def __init__(self, session: _Optional[str] = ...) -> None: ...
+
+class TraceReply(_message.Message):
+    __slots__ = ("json", "daemon_now_ns")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    DAEMON_NOW_NS_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    daemon_now_ns: int
+    def __init__(self, json: _Optional[str] = ..., daemon_now_ns: _Optional[int] = ...) -> None: ...
