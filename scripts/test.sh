@@ -19,7 +19,7 @@ if [ -n "$APT_NEEDED" ]; then
 fi
 
 PY=${PYTHON:-python3}
-$PY -m pip install -q --upgrade "nanobind==3.1.0" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis \
+$PY -m pip install -q --upgrade "nanobind==3.1.0" "scikit-build-core>=0.10" ninja cmake numpy pytest pytest-timeout hypothesis matplotlib \
   "grpcio-tools==1.85.1"  # pinned: the committed tierflow_remote_pb2.py is its protoc's output
 $PY -m pip install -q .
 

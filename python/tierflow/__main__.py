@@ -1,6 +1,7 @@
 """`python -m tierflow <command>` (also the `tierflow` console script).
 
     tierflow daemon --listen HOST:PORT --chips N --sub-workers M ...   serve a level-3 Worker (docs/remote.md)
+    tierflow trace summary|plot FILE ...   read a trace written by Worker(trace="run.json")
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ USAGE = """usage: tierflow <command> [options]
 
 commands:
   daemon     serve one level-3 Worker to level-4 Workers on other hosts (tierflow daemon --help)
+  trace      summarise or plot a trace file (tierflow trace summary FILE, tierflow trace plot FILE -o OUT.png)
 """
 
 
@@ -23,6 +25,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command == "daemon":
         from .remote.daemon import main as daemon_main
         return daemon_main(rest)
+    if command == "trace":
+        from .trace._cli import main as trace_main
+        return trace_main(rest)
     sys.stderr.write(f"tierflow: unknown command {command!r}\n{USAGE}")
     return 2
 
