@@ -47,29 +47,36 @@ def root_failure(failures: List[Failure]) -> Failure:
     return failures[0]
 
 
+def inner_report(err: TaskError) -> Tuple[str, str, str, str, bytes]:
+    """(kind, message, traceback, class names, pickled exception) of a
+    level's failed tasks, as one failure to report one level up: the root
+    cause, its message starting with the path of the worker it failed on
+    ("chip 1: ValueError: ..."; one level deeper "l3 0 › chip 1: ...")."""
+    f = root_failure(err.failures)
+    inner = f.worker or "?"
+    message = f.message if f.message.startswith(inner + _SEP) else f"{inner}: {f.message}"
+    if f.kind not in ("exception", "dependency_failed"):
+        message += f" ({f.kind})"
+    if len(err.failures) > 1:
+        message += f" [and {len(err.failures) - 1} more failure(s) on this level]"
+    cause = err.__cause__
+    types, pickled = "", b""
+    if isinstance(cause, BaseException) and type(cause).__name__ != "RemoteTraceback":
+        types = "|".join(f"{c.__module__}.{c.__qualname__}" for c in type(cause).__mro__)
+        try:
+            pickled = pickle.dumps(cause, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pickled = b""
+    return f.kind, message, f.traceback or "", types, pickled
+
+
 def nested_report(name: str, err: TaskError) -> Tuple[bytes, bytes, bytes, bytes]:
     """(message, traceback, class names, pickled exception) for a request
-    whose inner tasks failed: the message starts with the path of the
-    failing worker below this one."""
+    whose inner tasks failed: the message starts with this worker's name,
+    then the path below it (inner_report)."""
     try:
-        f = root_failure(err.failures)
-        inner = f.worker or "?"
-        message = f.message
-        # One level deeper already starts with its own path ("l3 0 › chip 1: ...").
-        path = f"{name}{_SEP}{message}" if message.startswith(inner + _SEP) else f"{name}{_SEP}{inner}: {message}"
-        if f.kind not in ("exception", "dependency_failed"):
-            path += f" ({f.kind})"
-        if len(err.failures) > 1:
-            path += f" [and {len(err.failures) - 1} more failure(s) on this level]"
-        cause = err.__cause__
-        types, pickled = "", b""
-        if isinstance(cause, BaseException) and type(cause).__name__ != "RemoteTraceback":
-            types = "|".join(f"{c.__module__}.{c.__qualname__}" for c in type(cause).__mro__)
-            try:
-                pickled = pickle.dumps(cause, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                pickled = b""
-        return _text(path), _text(f.traceback), _text(types), pickled
+        _kind, message, tb, types, pickled = inner_report(err)
+        return _text(f"{name}{_SEP}{message}"), _text(tb), _text(types), pickled
     except BaseException:
         return _text(f"{name}: a task of this level failed and its failure could not be described"), b"", b"", b""
 

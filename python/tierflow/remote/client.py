@@ -26,7 +26,6 @@ by its supervisor serves new work without restarting the level-4 Worker.
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 import sys
 import threading

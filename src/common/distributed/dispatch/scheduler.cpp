@@ -687,6 +687,7 @@ std::vector<TaskReport> Scheduler::explain(int64_t timeout_ms, bool* answered) {
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
     explains_.push_back(req);
+    explain_asked_.store(true, std::memory_order_release);
   }
   bell_.ring();
   std::unique_lock<std::mutex> lock(req->mu);
@@ -696,9 +697,11 @@ std::vector<TaskReport> Scheduler::explain(int64_t timeout_ms, bool* answered) {
 }
 
 bool Scheduler::take_explains() {
+  if (!explain_asked_.load(std::memory_order_acquire)) return false;  // the usual pass: no lock
   std::vector<std::shared_ptr<ExplainRequest>> reqs;
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
+    explain_asked_.store(false, std::memory_order_relaxed);
     if (explains_.empty()) return false;
     reqs.swap(explains_);
   }

@@ -189,6 +189,7 @@ class Scheduler {
     std::vector<TaskReport> out;
   };
   std::vector<std::shared_ptr<ExplainRequest>> explains_;
+  std::atomic<bool> explain_asked_{false};  // lets a pass skip the inbox lock when nobody asked
   bool sweep_ = false, stop_running_ = false;
   std::function<void(uint32_t)> respawn_, kill_;
   std::function<void(int, std::string)> note_;
