@@ -212,12 +212,19 @@ class Service:
             buf = self.w.alloc(nbytes, np.uint8)
         except MemoryError as e:
             self._abort(context, "RESOURCE_EXHAUSTED", str(e))
+        problem = None
         try:
             got = wire.into(buf, (wire.chunk_data(m) for m in request_iterator))
+            if got != nbytes:
+                problem = f"Upload: the stream ended after {got:,} of {nbytes:,} bytes"
         except wire.WireError as e:
-            self._abort(context, "INVALID_ARGUMENT", f"Upload: {e}")
-        if got != nbytes:
-            self._abort(context, "INVALID_ARGUMENT", f"Upload: the stream ended after {got:,} of {nbytes:,} bytes")
+            problem = f"Upload: {e}"
+        if problem is not None:
+            # Abort with no reference left to the buffer — neither this frame's
+            # nor a chained exception's: gRPC may keep the abort exception in
+            # a cycle, and the arena block would wait for the collector.
+            del buf
+            self._abort(context, "INVALID_ARGUMENT", problem)
         sid = secrets.token_hex(8)
         with cs.lock:
             cs.staged_in[sid] = buf
@@ -286,12 +293,15 @@ class Service:
                 self._abort(context, "FAILED_PRECONDITION", str(e))
             except ImportError as e:
                 return self._failure("exception", f"{e}", e)
+            problem = None
             try:
                 args, arrays = self._args(cs, request, context)
             except wire.WireError as e:
-                self._abort(context, "INVALID_ARGUMENT", f"Run: {e}")
+                problem = f"Run: {e}"  # aborted below, outside this block: see Upload
             except MemoryError as e:
                 return self._failure("exception", f"MemoryError: {e}", e)
+            if problem is not None:
+                self._abort(context, "INVALID_ARGUMENT", problem)
             orch = cs.session
             try:
                 value = fn(orch, args)

@@ -983,8 +983,15 @@ def main(argv):
         categories(f, a.examples)
     except Exception:
         error = traceback.format_exc()[-3000:]
-    # the fuzzer's session: no leak of arena bytes by the failed uploads and runs
-    r = f.ready()
+    # the fuzzer's session: no leak of arena bytes by the failed uploads and runs. A handler
+    # thread of a call the client already gave up on may still hold its buffer for a moment:
+    # wait (bounded) for the arena to come back rather than read it at one instant.
+    deadline = time.monotonic() + 15.0
+    while True:
+        r = f.ready()
+        if r.get("arena", {}).get("free_bytes") == f.ready0["arena"]["free_bytes"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     f.attach_call.cancel()
     summary = {
         "seed": s, "seconds": round(time.monotonic() - t0, 2), "error": error,
