@@ -23,11 +23,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
+
+from ._files import replacing
 
 RUN = np.dtype([("task", "<u8"), ("t_start", "<i8"), ("t_end", "<i8"), ("bytes", "<u8"), ("worker", "<u4"),
                 ("name", "<u4"), ("session", "<u4"), ("callable", "<u4"), ("attempt", "<u2"), ("outcome", "u1"),
@@ -73,11 +74,8 @@ def shifted(proc: Dict[str, Any], delta_ns: int) -> Dict[str, Any]:
 def write_part(path: str, processes: List[Dict[str, Any]]) -> None:
     """A next-level Worker's processes, for its parent to merge (written
     atomically, read once, then deleted by the parent)."""
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=d)
-    with os.fdopen(fd, "w") as f:
+    with replacing(path, ".part-") as tmp, open(tmp, "w") as f:
         json.dump(processes, f)
-    os.replace(tmp, path)
 
 
 def read_parts(prefix: str) -> List[Dict[str, Any]]:
@@ -149,10 +147,7 @@ def write(path: str, processes: List[Dict[str, Any]], *, worker: str, flows: str
                       f"JSON; name it {path}.gz to write it compressed (Perfetto opens both)", stacklevel=3)
     other = {"tierflow": _version(), "worker": worker, "clock": "CLOCK_MONOTONIC",
              "dropped": sum(p.get("dropped", 0) for p in processes)}
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tierflow-trace-", dir=d)
-    os.close(fd)
-    try:
+    with replacing(path, ".tierflow-trace-") as tmp:
         # Level 1: a third of level 9's time on a big trace, for a few percent of size.
         f = gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) if path.endswith(".gz") else \
             open(tmp, "w", encoding="utf-8")
@@ -166,13 +161,6 @@ def write(path: str, processes: List[Dict[str, Any]], *, worker: str, flows: str
             f.write('\n],"displayTimeUnit":"ms","otherData":')
             f.write(json.dumps(other))
             f.write("}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _version() -> str:

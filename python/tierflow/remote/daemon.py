@@ -30,7 +30,6 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -129,18 +128,9 @@ def check_security(host: str, tls: bool, insecure: bool) -> str:
 
 
 def write_atomically(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tierflow-ready-", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .._files import replacing
+    with replacing(path, ".tierflow-ready-") as tmp, open(tmp, "w") as f:
+        f.write(text)
 
 
 # -- step 2: the Worker --------------------------------------------------

@@ -20,6 +20,7 @@ struct Dispatch {
   uint32_t group_rank = 0;
   uint32_t group_size = 1;
   uint32_t barrier = 0;
+  bool stamp = false;  // the level traces: the worker stamps when it took and answered the request
 };
 
 class Endpoint {

@@ -514,6 +514,7 @@ void Scheduler::post(uint32_t wi, SlotIndex s, uint32_t member, uint32_t rank, u
   d.group_rank = rank;
   d.group_size = size;
   d.barrier = barrier;
+  d.stamp = trace_ != nullptr;
   if (member == 0) ++t.attempts;
   w.busy = true;
   w.took_task = true;

@@ -39,7 +39,8 @@ bool ChildPort::wait(Request* out) {
   out->group_size = box_.group_size;
   out->barrier = box_.barrier;
   out->args = TaskArgs::decode(box_.payload, box_.request_len);
-  box_.t_start_ns = monotonic_ns();
+  stamp_ = box_.stamp != 0;
+  box_.t_start_ns = stamp_ ? monotonic_ns() : 0;
   group_size_ = out->group_size;
   barrier_ = out->barrier;
   return true;
@@ -49,7 +50,7 @@ void ChildPort::complete(const TaskResult& result) {
   if (group_size_ > 1 && barriers_ != nullptr) barriers_[barrier_].break_it();
   size_t n = result.encode(box_.payload, kMailboxPayload);
   box_.ok = result.ok ? 1 : result.lost ? 2 : 0;
-  box_.t_end_ns = monotonic_ns();
+  box_.t_end_ns = stamp_ ? monotonic_ns() : 0;
   box_.result_len = static_cast<uint32_t>(n);
   // POSTED -> DONE; an EXIT posted meanwhile (shutdown) is left in place so
   // the next wait() sees it.

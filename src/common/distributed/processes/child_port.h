@@ -41,6 +41,7 @@ class ChildPort {
   Doorbell& bell_;
   GroupBarrier* barriers_;
   uint32_t group_size_ = 1, barrier_ = 0;  // of the request being served
+  bool stamp_ = false;                     // its times are wanted (Mailbox::stamp)
 };
 
 }  // namespace tierflow

@@ -34,11 +34,13 @@ struct alignas(64) Mailbox {
   uint32_t group_size = 1;
   uint32_t barrier = 0;
   uint32_t request_len = 0;
+  uint32_t stamp = 0;  // 1: stamp t_start_ns / t_end_ns (the level traces)
   // Result (child writes while POSTED).
   uint32_t ok = 1;  // 1 ok, 0 failed, 2 lost (TaskResult::lost)
   uint32_t result_len = 0;
   // When the child took the request and when it answered (CLOCK_MONOTONIC
-  // ns): a trace shows the time a task ran where it ran.
+  // ns), if asked to (`stamp`): a trace shows the time a task ran where it
+  // ran; an untraced level pays no clock reads on the round trip.
   int64_t t_start_ns = 0;
   int64_t t_end_ns = 0;
   alignas(64) char payload[kMailboxPayload];

@@ -21,6 +21,7 @@ void ShmEndpoint::post(const Dispatch& d) {
   box_.group_rank = d.group_rank;
   box_.group_size = d.group_size;
   box_.barrier = d.barrier;
+  box_.stamp = d.stamp ? 1 : 0;
   size_t n = d.args->encode(box_.payload, kMailboxPayload);
   assert(n != 0 && "payload size is checked at submit");
   box_.request_len = static_cast<uint32_t>(n);
