@@ -2,6 +2,7 @@
 for how long, what a queued one waits behind, and which producers a pending
 one waits on; drain(timeout=) puts the head of that report in its
 TimeoutError."""
+import os
 import time
 
 import numpy as np
@@ -83,20 +84,42 @@ def test_explain_before_init_is_a_state_error(make_worker):
         w.explain()
 
 
+ENTERED = None  # set before init(): the forked subs inherit it
+
+
 def stuck_here(args):
+    open(ENTERED, "w").close()  # the test dumps only once the child is inside
     time.sleep(30)
 
 
-def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd):
+def arm_marker(tmp_path):
+    global ENTERED
+    ENTERED = str(tmp_path / "entered")
+    return lambda: os.path.exists(ENTERED)
+
+
+def read_err_until(capfd, *needles, timeout=10.0, settle=0.3):
+    """stderr, read until every needle has shown up and then `settle` more
+    seconds (the rest of a dump): the output pump delivers a dump a moment
+    after the signal, later on a loaded machine."""
+    err, deadline = "", time.monotonic() + timeout
+    while not all(n in err for n in needles) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        err += capfd.readouterr().err
+    time.sleep(settle)
+    return err + capfd.readouterr().err
+
+
+def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd, tmp_path):
+    entered = arm_marker(tmp_path)
     w = make_worker(sub_workers=2)
     h = w.register_sub(stuck_here)
     w.init()
-    t = w.submit_sub(h, None)
-    assert wait_until(t.running, 10)
+    w.submit_sub(h, None)
+    assert wait_until(entered, 10)
     asked = w.dump_stacks(pause=0.3)
     assert asked == ["sub 0", "sub 1"]
-    time.sleep(0.3)  # the last dump reaches the output pump
-    err = capfd.readouterr().err
+    err = read_err_until(capfd, "stuck_here", "[sub 0]", "[sub 1]")
     lines = [l for l in err.splitlines() if l.startswith("[sub ")]
     assert any("stuck_here" in l for l in lines), err[-2000:]
     # One child's dump ends before the next one's begins.
@@ -107,13 +130,14 @@ def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd):
     w.close(cancel=True)
 
 
-def test_a_drain_timeout_can_dump_the_stacks_first(make_worker, capfd):
+def test_a_drain_timeout_can_dump_the_stacks_first(make_worker, capfd, tmp_path):
+    entered = arm_marker(tmp_path)
     w = make_worker(sub_workers=1)
     h = w.register_sub(stuck_here)
     w.init()
     w.submit_sub(h, None)
+    assert wait_until(entered, 10)
     with pytest.raises(TimeoutError):
         w.drain(timeout=0.5, dump_stacks=True)
-    time.sleep(0.3)
-    assert "stuck_here" in capfd.readouterr().err
+    assert "stuck_here" in read_err_until(capfd, "stuck_here")
     w.close(cancel=True)
