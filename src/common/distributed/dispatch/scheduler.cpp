@@ -137,7 +137,6 @@ void Scheduler::sweep_cancelled(bool stop_running) {
 }
 
 void Scheduler::loop() {
-  constexpr int kSpins = 500;
   bool recently_busy = false;
   for (;;) {
     // The ticket is taken before stop_ is read: a stop() between the two
@@ -155,9 +154,10 @@ void Scheduler::loop() {
     progress |= check_deadlines();
     progress |= dispatch();
     depth_.store(ready_.depth() + (has_head_ ? 1 : 0), std::memory_order_relaxed);
-    // Spin briefly only right after useful work: a busy pipeline hands the
-    // next completion over without a wake-up, an idle Worker sleeps at once.
-    if (!progress) bell_.wait(ticket, recently_busy ? kSpins : 0, ns_to_next_deadline());
+    // Spin only right after useful work, and only as long as spinning has
+    // been paying (AdaptiveSpin): a busy pipeline hands the next completion
+    // over without a wake-up, an idle Worker sleeps at once.
+    if (!progress) bell_.wait(ticket, recently_busy ? &spin_ : nullptr, ns_to_next_deadline());
     recently_busy = progress;
   }
 }

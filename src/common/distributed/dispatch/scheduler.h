@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/distributed/adaptive_spin.h"
 #include "common/distributed/processes/doorbell.h"
 #include "common/distributed/dispatch/endpoint.h"
 #include "common/distributed/dispatch/ready_set.h"
@@ -168,6 +169,7 @@ class Scheduler {
 
   TaskGraph& graph_;
   Doorbell& bell_;
+  AdaptiveSpin spin_{kWaitSpins};  // before sleeping on the bell after useful work
   std::string next_kind_;  // "chip", "l3", ...
   std::vector<Worker> workers_;
   uint32_t n_subs_;

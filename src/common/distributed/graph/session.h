@@ -23,6 +23,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/distributed/adaptive_spin.h"
 #include "common/distributed/graph/failure.h"
 #include "common/distributed/graph/orchestrator.h"
 #include "common/distributed/graph/task_id.h"
@@ -140,6 +141,7 @@ class Session {
   // wait_drained, the ids threads wait for in wait_task (a multiset under
   // mu_, its size mirrored in task_waiters_), a take_done caller.
   std::atomic<int> drain_waiters_{0}, task_waiters_{0}, done_waiters_{0};
+  AdaptiveSpin drain_spin_{kWaitSpins};  // before a drain sleeps (shared by its drains)
   std::unordered_multiset<TaskId> waited_;
 };
 

@@ -15,16 +15,12 @@ int64_t monotonic_ns() {
 }
 }  // namespace
 
-namespace {
-constexpr int kSpins = 500;
-}
-
 bool ChildPort::wait(Request* out) {
   uint32_t s = box_.state.load(std::memory_order_acquire);
-  for (int i = 0; i < kSpins && s != kPosted && s != kExit; ++i) {
-    cpu_relax();
+  spin_.spin([&] {
     s = box_.state.load(std::memory_order_acquire);
-  }
+    return s == kPosted || s == kExit;
+  });
   while (s != kPosted && s != kExit) {
     box_.child_waiting.store(1, std::memory_order_seq_cst);
     s = box_.state.load(std::memory_order_seq_cst);

@@ -2,6 +2,7 @@
 // tests, a WorkerThread) loops: wait() for a request, run it, complete().
 #pragma once
 
+#include "common/distributed/adaptive_spin.h"
 #include "common/distributed/processes/doorbell.h"
 #include "common/distributed/processes/group_barrier.h"
 #include "common/distributed/processes/mailbox.h"
@@ -26,7 +27,7 @@ class ChildPort {
   // or null when no group task can reach this worker.
   ChildPort(Mailbox& box, Doorbell& bell, GroupBarrier* barriers = nullptr)
       : box_(box), bell_(bell), barriers_(barriers) {}
-  // Blocks (a bounded spin, then a futex sleep: an idle child uses no CPU)
+  // Blocks (an adaptive spin, then a futex sleep: an idle child uses no CPU)
   // until a request arrives; false when the parent asks the child to exit.
   bool wait(Request* out);
   // Reports the result of the current request and rings the doorbell. A
@@ -42,6 +43,9 @@ class ChildPort {
   GroupBarrier* barriers_;
   uint32_t group_size_ = 1, barrier_ = 0;  // of the request being served
   bool stamp_ = false;                     // its times are wanted (Mailbox::stamp)
+  // Up to ~20 us: a chain's next request comes within it, a fan-out's
+  // usually does not and the spin learns to stop.
+  AdaptiveSpin spin_{kWaitSpins};
 };
 
 }  // namespace tierflow

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "common/distributed/adaptive_spin.h"
 #include "common/distributed/processes/futex.h"
 
 namespace tierflow {
@@ -29,14 +30,12 @@ struct Doorbell {
     if (sleeping.load(std::memory_order_seq_cst) != 0) futex_wake_all(&seq);
   }
 
-  // Single waiter only (the scheduler thread). Spins `spins` times first:
-  // a hop whose completion arrives within the spin costs no futex wake.
-  // Sleeps at most `timeout_ns` (< 0: no limit), so a deadline is never missed.
-  void wait(uint32_t ticket, int spins = 0, int64_t timeout_ns = -1) {
-    for (int i = 0; i < spins; ++i) {
-      if (seq.load(std::memory_order_acquire) != ticket) return;
-      cpu_relax();
-    }
+  // Single waiter only (the scheduler thread). Spins first if given a
+  // `spin` (a hop whose completion arrives within the spin costs no futex
+  // wake), then sleeps at most `timeout_ns` (< 0: no limit), so a deadline is
+  // never missed.
+  void wait(uint32_t ticket, AdaptiveSpin* spin = nullptr, int64_t timeout_ns = -1) {
+    if (spin != nullptr && spin->spin([&] { return seq.load(std::memory_order_acquire) != ticket; })) return;
     sleeping.store(1, std::memory_order_seq_cst);
     if (timeout_ns >= 0) {
       if (seq.load(std::memory_order_seq_cst) == ticket) futex_wait(&seq, ticket, timeout_ns);

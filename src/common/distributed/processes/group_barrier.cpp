@@ -1,5 +1,6 @@
 #include "common/distributed/processes/group_barrier.h"
 
+#include "common/distributed/adaptive_spin.h"
 #include "common/distributed/processes/futex.h"
 
 namespace tierflow {
