@@ -62,6 +62,26 @@ def submit_cost_us(n=100_000):
     return dt / n * 1e6
 
 
+def reader_submit_cost_us(n=8000, shared=True):
+    """Submit cost of n tasks that each read one 64-byte tensor, all live
+    (queued behind a task writing it): the same tensor for every task
+    (`shared`, a weight every task reads) or one tensor each."""
+    w = tf.Worker(level=3, sub_workers=1, window=n + 8)
+    gate = w.register_sub(lambda args: time.sleep(args.scalar(0)))
+    noop = w.register_sub(lambda args: None)
+    with w:
+        x = w.alloc(64)
+        own = [w.alloc(64) for _ in range(n)] if not shared else []
+        w.submit_sub(gate, tf.TaskArgs().inout(x).scalar(0.3 + n * 2e-5))
+        args = [tf.TaskArgs().input(x if shared else own[i]) for i in range(n)]
+        t0 = time.perf_counter()
+        for a in args:
+            w.submit_sub(noop, a)
+        dt = time.perf_counter() - t0
+        w.drain()
+    return dt / n * 1e6
+
+
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -114,6 +134,11 @@ def run(reps, quick):
             (lambda: limits.w3_numpy_single_process_s(k=4)) if quick else limits.w3_numpy_single_process_s, reps),
     }
     res["submit_cost_us"] = measure(lambda: submit_cost_us(10_000 if quick else 100_000), reps)
+    n_readers = 1000 if quick else 8000
+    res["readers"] = {
+        "shared_reader_submit_us": measure(lambda: reader_submit_cost_us(n_readers, True), reps),
+        "own_tensor_reader_submit_us": measure(lambda: reader_submit_cost_us(n_readers, False), reps),
+    }
     res["sessions"] = bench_sessions.run(max(3, reps // 2 + 1) if not quick else reps, quick)
     print("  sessions: " + ", ".join(f"{k} {v['median']:.4g}" for k, v in res["sessions"].items()
                                      if isinstance(v, dict)), flush=True)
@@ -158,6 +183,9 @@ def ratios(res):
         lv["l2_processpool_tasks_per_s"])
     out.update(bench_remote.ratios(res["remote"]))
     out.update(bench_trace.ratios(res["trace"]))
+    rd = res["readers"]
+    out["m1 submit with 8,000 live readers of one tensor / of one tensor each"] = m(
+        rd["shared_reader_submit_us"]) / m(rd["own_tensor_reader_submit_us"])
     out["w2 tierflow-chip hop / C futex round trip"] = m(wl["w2"]["tierflow-chip"]) / m(lim["futex_roundtrip_c_us"])
     out["w2 tierflow-sub hop / C futex round trip"] = m(wl["w2"]["tierflow-sub"]) / m(lim["futex_roundtrip_c_us"])
     return out
@@ -185,6 +213,7 @@ TARGETS = {
     "l1 L4 hop / L3 W2 chip hop, native kernels (x slower)": ("<=", 3),
     "l1 L4 hop / L3 W2 chip hop, python kernels (x slower)": ("<=", 3),
     "l2 L4 fan-out / processpool (x faster)": (">=", 10),
+    "m1 submit with 8,000 live readers of one tensor / of one tensor each": ("<=", 1.5),
     **bench_remote.TARGETS,
     **bench_trace.TARGETS,
 }
@@ -203,6 +232,8 @@ def table(res, rat):
     sc = res["submit_cost_us"]
     lines.append(f"| submit cost from Python, us/task (target <= 3) | {sc['median']:.3g} ({sc['min']:.3g}-{sc['max']:.3g}) |")
     lines.append(f"| engine bytes per live task (target <= 1024) | {res['bytes_per_live_task']:.0f} |")
+    for k, d in res.get("readers", {}).items():
+        lines.append(f"| {k} | {d['median']:.3g} ({d['min']:.3g}-{d['max']:.3g}) |")
     lines += ["", "| remote figure (R1-R3) | median (min-max) |", "|---|---|"]
     for k, d in res.get("remote", {}).items():
         lines.append(f"| {k} | {d['median']:.4g} ({d['min']:.3g}-{d['max']:.3g}) |")

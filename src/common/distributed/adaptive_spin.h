@@ -1,4 +1,4 @@
-// AdaptiveSpin: how long a waiter spins before it sleeps, learnt from the
+// AdaptiveSpin: whether a waiter spins before it sleeps, learnt from the
 // waits it has seen.
 //
 // A hand-off between two threads or processes costs a futex sleep and wake
@@ -11,14 +11,17 @@
 // Measured on 2 cores, a fixed spin burnt a third of a level-3 process's CPU
 // in a level-4 fan-out.
 //
-// So each waiter keeps a budget: a wait that ends while spinning keeps it at
-// least twice what that wait needed; a wait that had to sleep halves it.
-// Waits that keep sleeping therefore stop spinning after a few rounds, and
-// one in kProbeEvery of the waits that no longer spin spins its
-// full length anyway, so a waiter whose traffic
-// turns into short hand-offs learns to spin again.
+// So each waiter keeps a score of how its recent spins went: a wait that
+// ends while spinning raises it by two (up to kTrust), a wait that had to
+// sleep lowers it by one. A waiter spins its full length while the score is
+// positive — that is, while at least about one spin in three pays — and not
+// at all once it is zero, except that one in kProbeEvery of those waits
+// spins anyway, so a waiter whose traffic turns into short hand-offs learns
+// to spin again. A busy pipeline that now and then misses a hand-off (its
+// producer was descheduled) keeps spinning; a worker whose next request is
+// always queued behind other processes stops after a few requests.
 //
-// Owned by one waiter. The budget is a relaxed atomic only so that several
+// Owned by one waiter. The score is a relaxed atomic only so that several
 // threads waiting on the same thing (two drains of one session) may share
 // it: they race on a heuristic, never on data.
 #pragma once
@@ -45,18 +48,18 @@ constexpr uint32_t kWaitSpins = 512;
 
 class AdaptiveSpin {
  public:
-  // `max_spins`: the most a wait spins (cpu_relax rounds; 0 never spins).
-  explicit AdaptiveSpin(uint32_t max_spins) : max_(max_spins), budget_(max_spins) {}
+  // `max_spins`: the length of a spin (cpu_relax rounds; 0 never spins).
+  explicit AdaptiveSpin(uint32_t max_spins) : max_(max_spins) {}
 
-  // Spins while !ready(), up to the budget; true when ready() held, false
-  // when the caller must sleep (the budget is halved then).
+  // Spins while !ready(), up to max_spins rounds if the score allows; true
+  // when ready() held, false when the caller must sleep.
   template <class Ready>
   bool spin(Ready&& ready) {
-    uint32_t b = budget_.load(std::memory_order_relaxed);
-    if (b == 0 && probe_.fetch_add(1, std::memory_order_relaxed) % kProbeEvery == kProbeEvery - 1) b = max_;
-    for (uint32_t i = 0; i < b; ++i) {
+    uint32_t score = score_.load(std::memory_order_relaxed);
+    uint32_t n = score > 0 || probe_.fetch_add(1, std::memory_order_relaxed) % kProbeEvery == kProbeEvery - 1 ? max_ : 0;
+    for (uint32_t i = 0; i < n; ++i) {
       if (ready()) {
-        budget_.store(std::min(max_, std::max(b, 2 * i + kMinBudget)), std::memory_order_relaxed);
+        score_.store(std::min(kTrust, score + 2), std::memory_order_relaxed);
         return true;
       }
       // Now and then give the core to a runnable thread: with more busy
@@ -68,20 +71,22 @@ class AdaptiveSpin {
         cpu_relax();
     }
     if (ready()) return true;
-    budget_.store(b / 2, std::memory_order_relaxed);
+    if (n != 0 && score > 0) score_.store(score - 1, std::memory_order_relaxed);
     return false;
   }
 
-  uint32_t budget() const { return budget_.load(std::memory_order_relaxed); }
-  uint32_t max_spins() const { return max_; }
+  // Whether the next wait spins (the probes aside).
+  bool spinning() const { return max_ != 0 && score_.load(std::memory_order_relaxed) > 0; }
+  uint32_t score() const { return score_.load(std::memory_order_relaxed); }
+
+  static constexpr uint32_t kTrust = 8;
+  static constexpr uint32_t kProbeEvery = 64;
 
  private:
-  static constexpr uint32_t kProbeEvery = 64;
-  static constexpr uint32_t kMinBudget = 64;
-  static constexpr uint32_t kYieldMask = 63;
+  static constexpr uint32_t kYieldMask = 63;  // a yield every ~2 us of spinning
   const uint32_t max_;
-  std::atomic<uint32_t> budget_;
-  std::atomic<uint32_t> probe_{0};  // waits made with no budget
+  std::atomic<uint32_t> score_{kTrust};
+  std::atomic<uint32_t> probe_{0};  // waits made with a zero score
 };
 
 }  // namespace tierflow

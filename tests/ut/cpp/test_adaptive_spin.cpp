@@ -1,6 +1,6 @@
 // AdaptiveSpin: waits that keep having to sleep stop spinning (and probe now
-// and then); waits that end while spinning keep their budget; a real
-// hand-off between threads sharing one spinner is race-free (TSan build).
+// and then); waits that end while spinning keep it going; a real hand-off
+// between threads sharing one spinner is race-free (TSan build).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,48 +11,47 @@
 
 using tierflow::AdaptiveSpin;
 
-TEST(AdaptiveSpin, AWaitThatIsReadyAtOnceKeepsTheBudget) {
+namespace {
+// A wait that never ends while spinning; returns how often it looked.
+int failing_wait(AdaptiveSpin& s) {
+  int calls = 0;
+  EXPECT_FALSE(s.spin([&] { return ++calls < 0; }));
+  return calls;
+}
+}  // namespace
+
+TEST(AdaptiveSpin, AWaitThatIsReadyAtOnceKeepsFullTrust) {
   AdaptiveSpin s(512);
   int calls = 0;
   EXPECT_TRUE(s.spin([&] { return ++calls > 0; }));
   EXPECT_EQ(calls, 1);
-  EXPECT_EQ(s.budget(), 512u);
+  EXPECT_EQ(s.score(), AdaptiveSpin::kTrust);
 }
 
-TEST(AdaptiveSpin, WaitsThatSleepHalveTheBudgetDownToNoSpinAtAll) {
+TEST(AdaptiveSpin, WaitsThatKeepSleepingStopSpinning) {
   AdaptiveSpin s(512);
-  uint32_t expected = 512;
-  for (int round = 0; round < 10; ++round) {
-    int calls = 0;
-    EXPECT_FALSE(s.spin([&] { return ++calls < 0; }));
-    EXPECT_EQ(calls, static_cast<int>(expected) + 1) << "round " << round;  // every round, then once more
-    expected /= 2;
-    EXPECT_EQ(s.budget(), expected);
+  for (uint32_t round = 0; round < AdaptiveSpin::kTrust; ++round) {
+    EXPECT_TRUE(s.spinning());
+    EXPECT_EQ(failing_wait(s), 513) << "round " << round;  // its full length, then once more
   }
-  EXPECT_EQ(s.budget(), 0u);
-  // From now on a wait only looks once ...
-  int calls = 0;
-  EXPECT_FALSE(s.spin([&] { return ++calls < 0; }));
-  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(s.spinning());
+  EXPECT_EQ(failing_wait(s), 1);  // from now on a wait looks once
 }
 
-TEST(AdaptiveSpin, OneWaitInSixtyFourProbesAtFullLengthAndASuccessRestoresTheBudget) {
+TEST(AdaptiveSpin, OneWaitInSixtyFourProbesAndAPayingProbeRestoresSpinning) {
   AdaptiveSpin s(256);
-  while (s.budget() != 0) s.spin([] { return false; });
+  while (s.spinning()) failing_wait(s);
   int probes = 0;
-  for (int i = 0; i < 64 * 3; ++i) {
-    int calls = 0;
-    s.spin([&] { return ++calls < 0; });
+  for (uint32_t i = 0; i < 3 * AdaptiveSpin::kProbeEvery; ++i) {
+    int calls = failing_wait(s);
     if (calls > 1) {
       ++probes;
       EXPECT_EQ(calls, 257);
-      EXPECT_EQ(s.budget(), 128u);  // the failed probe halved its full length ...
-      while (s.budget() != 0) s.spin([] { return false; });  // ... back to none
     }
+    EXPECT_FALSE(s.spinning());  // a probe that does not pay changes nothing
   }
   EXPECT_EQ(probes, 3);
-  // A probe whose wait ends on its 40th look restores a budget of at least
-  // twice that.
+  // A probe whose wait ends on its 40th look: the next waits spin again.
   for (;;) {
     int calls = 0;
     bool ok = s.spin([&] { return ++calls >= 40; });
@@ -61,8 +60,27 @@ TEST(AdaptiveSpin, OneWaitInSixtyFourProbesAtFullLengthAndASuccessRestoresTheBud
       break;
     }
   }
-  EXPECT_GE(s.budget(), 2u * 39u);
-  EXPECT_LE(s.budget(), 256u);
+  EXPECT_TRUE(s.spinning());
+  EXPECT_EQ(failing_wait(s), 257);
+}
+
+TEST(AdaptiveSpin, OneSpinInThreeThatPaysKeepsSpinningOneInFourDoesNot) {
+  auto run = [](int period) {
+    AdaptiveSpin s(64);
+    for (int i = 0; i < 40 * period; ++i) {
+      if (i % period == 0) {
+        int calls = 0;
+        s.spin([&] { return ++calls >= 10; });  // pays, when it spins at all
+      } else {
+        failing_wait(s);
+      }
+    }
+    return s.spinning();
+  };
+  EXPECT_TRUE(run(1));
+  EXPECT_TRUE(run(2));
+  EXPECT_TRUE(run(3));
+  EXPECT_FALSE(run(4));
 }
 
 TEST(AdaptiveSpin, ZeroMaximumNeverSpins) {
@@ -101,6 +119,6 @@ TEST(AdaptiveSpin, SharedBySeveralWaitersOfOneHandOff) {
     for (auto& t : threads) t.join();
     EXPECT_EQ(done.load(), 2 * pairs);
     for (auto& t : turn) EXPECT_EQ(t.load(), 2 * kRounds);
-    EXPECT_LE(shared.budget(), 512u);
+    EXPECT_LE(shared.score(), AdaptiveSpin::kTrust);
   }
 }

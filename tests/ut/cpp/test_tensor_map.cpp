@@ -131,6 +131,33 @@ TEST(TensorMap, RetireRemovesOnlyThatTasksEntries) {
   EXPECT_EQ(m.size(), 0u);
 }
 
+// One tensor read by thousands of live tasks (a weight every task reads):
+// a reader sees only the writer, a writer sees every reader still live,
+// retiring readers in any order takes out exactly theirs.
+TEST(TensorMap, ThousandsOfReadersOfOneTensor) {
+  TensorMap m;
+  put(m, 0, R(0, 64), Out, 1);
+  constexpr TaskId kReaders = 5000;
+  for (TaskId t = 2; t < 2 + kReaders; ++t) {
+    ASSERT_EQ(hits(m, 0, R(0, 64), In), (Ids{1})) << t;
+    put(m, 0, R(0, 64), In, t);
+  }
+  EXPECT_EQ(m.size(), 1u + kReaders);
+  // Retire the odd readers, from the back, and the writer.
+  for (TaskId t = 1 + kReaders; t >= 2; --t)
+    if (t % 2 == 1) m.retire(0, R(0, 64), t);
+  m.retire(0, R(0, 64), 1);
+  EXPECT_EQ(m.size(), kReaders / 2);
+  EXPECT_TRUE(hits(m, 0, R(0, 64), In).empty());
+  Ids even;
+  for (TaskId t = 2; t < 2 + kReaders; t += 2) even.push_back(t);
+  EXPECT_EQ(hits(m, 0, R(16, 17), Out), even);
+  // A write over all of it depends on them and replaces them.
+  put(m, 0, R(0, 64), Out, 9000);
+  EXPECT_EQ(m.size(), 1u);
+  EXPECT_EQ(hits(m, 0, R(0, 8), In), (Ids{9000}));
+}
+
 TEST(TensorMap, WriterCoveringAnEntryRemovesIt) {
   TensorMap m;
   put(m, 0, R(8, 16), Out, 10);

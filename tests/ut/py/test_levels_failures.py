@@ -223,8 +223,9 @@ def test_killed_chip_inside_an_l3_fails_the_l4_task_with_its_path(make_worker):
     w4.init()
     before = w4.submit_next_level(chip_pids, tf.TaskArgs()).result(timeout=30)
     t = w4.submit_next_level(stuck_and_report, tf.TaskArgs())
-    assert wait_until(lambda: t.running(), timeout=20)
-    time.sleep(0.3)
+    # Kill only once the inner task runs on that chip (a loaded machine may
+    # take a while to get there).
+    assert wait_until(lambda: "chip 1" in ((w4.stats()["l3 0"] or {}).get("running") or {}), timeout=20)
     os.kill(before["chip 1"], signal.SIGKILL)
     with pytest.raises(tf.TaskError) as ei:
         t.wait(timeout=30)

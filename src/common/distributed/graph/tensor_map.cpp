@@ -41,26 +41,31 @@ bool spans_meet(const Footprint& a, const Footprint& b) { return a.base < b.end 
 }  // namespace
 
 template <class A, class F>
-void TensorMap::for_each_candidate(A& al, const Footprint& fp, F&& f) {
+void TensorMap::for_each_candidate(A& al, const Footprint& fp, bool with_readers, F&& f) {
   for (auto& b : al.buckets) {
-    auto scan = [&](auto it, auto stop) {
-      for (; it != stop; ++it)
-        if (spans_meet(it->second.fp, fp)) f(b, it);
-    };
-    if (b.modulus == 0) {
-      uint64_t from = fp.base > b.max_ext ? fp.base - b.max_ext : 0;
-      scan(b.by_key.lower_bound(from), b.by_key.lower_bound(fp.end));
-      continue;
+    for (int side = 0; side < (with_readers ? 2 : 1); ++side) {
+      auto& index = side == 0 ? b.writers : b.readers;
+      // Keys in [from, to): every task's entries under them.
+      auto at = [&](uint64_t key) { return index.lower_bound(Key{key, kNoTask}); };
+      auto scan = [&](auto it, auto stop) {
+        for (; it != stop; ++it)
+          if (spans_meet(it->second.fp, fp)) f(b, it);
+      };
+      if (b.modulus == 0) {
+        uint64_t from = fp.base > b.max_ext ? fp.base - b.max_ext : 0;
+        scan(at(from), at(fp.end));
+        continue;
+      }
+      uint64_t m = b.modulus, col = 0, run = 0;
+      if (!columns_of(fp, m, &col, &run) || b.max_ext + run - 1 >= m) {
+        scan(index.begin(), index.end());
+        continue;
+      }
+      // Keys (col - max_run, col + run) mod m, split where the circle wraps.
+      uint64_t start = (col + m - (b.max_ext - 1)) % m, stop = start + b.max_ext + run - 1;
+      scan(at(start), at(std::min(stop, m)));
+      if (stop > m) scan(index.begin(), at(stop - m));
     }
-    uint64_t m = b.modulus, col = 0, run = 0;
-    if (!columns_of(fp, m, &col, &run) || b.max_ext + run - 1 >= m) {
-      scan(b.by_key.begin(), b.by_key.end());
-      continue;
-    }
-    // Keys (col - max_run, col + run) mod m, split where the circle wraps.
-    uint64_t start = (col + m - (b.max_ext - 1)) % m, stop = start + b.max_ext + run - 1;
-    scan(b.by_key.lower_bound(start), b.by_key.lower_bound(std::min(stop, m)));
-    if (stop > m) scan(b.by_key.begin(), b.by_key.lower_bound(stop - m));
   }
 }
 
@@ -71,7 +76,7 @@ void TensorMap::erase(Alloc& al, Bucket& b, Iter it) {
   }
   --al.entries;
   --entries_;
-  b.by_key.erase(it);
+  b.of(it->second).erase(it);
 }
 
 void TensorMap::lookup(uint64_t alloc, const Footprint& fp, bool reads, bool writes,
@@ -79,9 +84,9 @@ void TensorMap::lookup(uint64_t alloc, const Footprint& fp, bool reads, bool wri
   if (fp.empty() || (!reads && !writes)) return;
   auto a = allocs_.find(alloc);
   if (a == allocs_.end()) return;
-  for_each_candidate(a->second, fp, [&](const Bucket&, auto it) {
+  // A read conflicts only with writers: read-only entries are not visited.
+  for_each_candidate(a->second, fp, writes, [&](const Bucket&, auto it) {
     const Entry& e = it->second;
-    if (!writes && !e.writes) return;  // read after read
     bool carries = reads && e.writes;
     if (e.tomb() && !carries) return;  // a write-only access is not ordered after a consumed task
     if (!overlaps(e.fp, fp)) return;
@@ -95,7 +100,7 @@ void TensorMap::insert(uint64_t alloc, const Footprint& fp, bool reads, bool wri
   if (writes) {
     // Collect first: cutting an entry inserts its pieces into the bucket being scanned.
     std::vector<std::pair<Bucket*, Iter>> hit;
-    for_each_candidate(al, fp, [&](Bucket& b, Iter it) {
+    for_each_candidate(al, fp, true, [&](Bucket& b, Iter it) {
       if (it->second.task != task && overlaps(it->second.fp, fp)) hit.emplace_back(&b, it);
     });
     std::vector<Footprint> rest;
@@ -118,7 +123,7 @@ void TensorMap::insert(uint64_t alloc, const Footprint& fp, bool reads, bool wri
       for (size_t i = 1; i < rest.size(); ++i) {
         Entry piece = e;
         piece.fp = rest[i];
-        b.by_key.emplace_hint(h.second, h.second->first, piece);
+        b.writers.emplace_hint(h.second, h.second->first, piece);  // only writers are cut
         ++al.entries;
         ++entries_;
         if (piece.tomb()) {
@@ -136,7 +141,8 @@ void TensorMap::insert(uint64_t alloc, const Footprint& fp, bool reads, bool wri
     b->modulus = p.modulus;
   }
   b->max_ext = std::max(b->max_ext, p.ext);
-  b->by_key.emplace(p.key, Entry{fp, slot, task, kNoTask, reads, writes});
+  Entry e{fp, slot, task, kNoTask, reads, writes};
+  b->of(e).emplace(Key{p.key, task}, e);
   ++al.entries;
   ++entries_;
 }
@@ -159,21 +165,23 @@ void TensorMap::release(uint64_t alloc, const Footprint& fp, TaskId task, TaskId
   Place p = place_of(fp);
   for (auto& b : al.buckets) {
     if (b.modulus != p.modulus) continue;
-    auto range = b.by_key.equal_range(p.key);
-    for (auto it = range.first; it != range.second;) {
-      Entry& e = it->second;
-      auto next = std::next(it);
-      if (e.task == task && !e.tomb()) {
-        if (root != kNoTask && e.writes) {
-          e.slot = kTombstone;
-          e.root = root;
-          ++al.tombstones;
-          ++tombstones_;
-        } else {
-          erase(al, b, it);
+    for (Index* index : {&b.writers, &b.readers}) {
+      auto range = index->equal_range(Key{p.key, task});
+      for (auto it = range.first; it != range.second;) {
+        Entry& e = it->second;
+        auto next = std::next(it);
+        if (!e.tomb()) {
+          if (root != kNoTask && e.writes) {
+            e.slot = kTombstone;
+            e.root = root;
+            ++al.tombstones;
+            ++tombstones_;
+          } else {
+            erase(al, b, it);
+          }
         }
+        it = next;
       }
-      it = next;
     }
   }
   if (al.entries == 0) allocs_.erase(a);

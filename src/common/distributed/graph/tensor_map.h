@@ -29,6 +29,12 @@
 // created the entry (a superset of the piece for the index's filters), so
 // retire() and entomb() find all pieces from the original footprint.
 //
+// Each bucket keeps its writing entries (tombstones included) apart from its
+// read-only ones, both ordered by (key, task): a read visits only writers, so
+// a tensor read by every task of the window costs each new reader nothing
+// for the readers before it, and retire() goes straight to its task's
+// pieces instead of walking every entry under the same key.
+//
 // Not thread-safe by itself; the caller holds one mutex around lookup +
 // insert and around retire/entomb/forget.
 #pragma once
@@ -90,22 +96,32 @@ class TensorMap {
     bool writes;
     bool tomb() const { return slot == kTombstone; }
   };
+  // Ordered by the index key, then the task (release() finds a task's pieces).
+  struct Key {
+    uint64_t key;
+    TaskId task;
+    bool operator<(const Key& o) const { return key < o.key || (key == o.key && task < o.task); }
+  };
+  using Index = std::multimap<Key, Entry>;
   struct Bucket {
     uint64_t modulus = 0;  // 0: dense and irregular footprints, keyed by base
     uint64_t max_ext = 0;  // longest span (modulus 0) or run (modulus M) ever inserted
-    std::multimap<uint64_t, Entry> by_key;
+    Index writers;         // entries that write, and tombstones
+    Index readers;         // read-only entries
+    Index& of(const Entry& e) { return e.writes ? writers : readers; }
   };
   struct Alloc {
     std::vector<Bucket> buckets;  // few: one per distinct modulus in use
     size_t entries = 0;
     size_t tombstones = 0;
   };
-  using Iter = std::multimap<uint64_t, Entry>::iterator;
+  using Iter = Index::iterator;
 
   // Calls f(bucket, iterator) for every entry of `al` the index cannot rule
-  // out for fp and whose span meets fp's; the caller applies overlaps().
+  // out for fp and whose span meets fp's — writers only, or read-only
+  // entries too (`with_readers`); the caller applies overlaps().
   template <class A, class F>
-  static void for_each_candidate(A& al, const Footprint& fp, F&& f);
+  static void for_each_candidate(A& al, const Footprint& fp, bool with_readers, F&& f);
   void erase(Alloc& al, Bucket& b, Iter it);
   // retire() (root == kNoTask) and entomb(): the live pieces of (alloc, fp, task).
   void release(uint64_t alloc, const Footprint& fp, TaskId task, TaskId root);
