@@ -45,6 +45,10 @@ inline void cpu_relax() {
 // machines measured (a pause is ~30 ns there), about one futex sleep and
 // wake-up on a VM.
 constexpr uint32_t kWaitSpins = 512;
+// A child's wait for its next request spins four times longer (~60 us):
+// inside a next-level chain, its next request comes only after a round trip
+// through the level above.
+constexpr uint32_t kChildSpins = 2048;
 
 class AdaptiveSpin {
  public:
@@ -62,10 +66,12 @@ class AdaptiveSpin {
         score_.store(std::min(kTrust, score + 2), std::memory_order_relaxed);
         return true;
       }
-      // Now and then give the core to a runnable thread: with more busy
-      // threads than cores, the one this waiter waits for may be queued
-      // behind it.
-      if ((i & kYieldMask) == kYieldMask)
+      // Past a typical hand-off, give the core to a runnable thread now and
+      // then: with more busy threads than cores, the one this waiter waits
+      // for may be queued behind it. Not sooner: a spinner that yields
+      // before its hand-off arrives loses the core for a whole time slice
+      // to whoever it let in.
+      if (i >= kFirstYield && (i & kYieldMask) == kYieldMask)
         sched_yield();
       else
         cpu_relax();
@@ -83,7 +89,8 @@ class AdaptiveSpin {
   static constexpr uint32_t kProbeEvery = 64;
 
  private:
-  static constexpr uint32_t kYieldMask = 63;  // a yield every ~2 us of spinning
+  static constexpr uint32_t kFirstYield = 255;  // ~8 us of spinning
+  static constexpr uint32_t kYieldMask = 63;    // then a yield every ~2 us
   const uint32_t max_;
   std::atomic<uint32_t> score_{kTrust};
   std::atomic<uint32_t> probe_{0};  // waits made with a zero score

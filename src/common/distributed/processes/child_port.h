@@ -43,9 +43,10 @@ class ChildPort {
   GroupBarrier* barriers_;
   uint32_t group_size_ = 1, barrier_ = 0;  // of the request being served
   bool stamp_ = false;                     // its times are wanted (Mailbox::stamp)
-  // Up to ~20 us: a chain's next request comes within it, a fan-out's
-  // usually does not and the spin learns to stop.
-  AdaptiveSpin spin_{kWaitSpins};
+  // Up to ~60 us: long enough for a chip inside a level-4 chain, whose next
+  // request comes a level-4 round trip after its last answer; a fan-out's
+  // worker whose requests queue behind other processes learns to stop.
+  AdaptiveSpin spin_{kChildSpins};
 };
 
 }  // namespace tierflow
