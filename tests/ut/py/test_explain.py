@@ -92,10 +92,16 @@ def stuck_here(args):
     time.sleep(30)
 
 
-def arm_marker(tmp_path):
+def stuck_worker(make_worker, tmp_path, subs):
+    """A Worker one of whose sub-workers is inside stuck_here() (it said so)."""
     global ENTERED
     ENTERED = str(tmp_path / "entered")
-    return lambda: os.path.exists(ENTERED)
+    w = make_worker(sub_workers=subs)
+    h = w.register_sub(stuck_here)
+    w.init()
+    w.submit_sub(h, None)
+    assert wait_until(lambda: os.path.exists(ENTERED), 10)
+    return w
 
 
 def read_err_until(capfd, *needles, timeout=10.0, settle=0.3):
@@ -111,12 +117,7 @@ def read_err_until(capfd, *needles, timeout=10.0, settle=0.3):
 
 
 def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd, tmp_path):
-    entered = arm_marker(tmp_path)
-    w = make_worker(sub_workers=2)
-    h = w.register_sub(stuck_here)
-    w.init()
-    w.submit_sub(h, None)
-    assert wait_until(entered, 10)
+    w = stuck_worker(make_worker, tmp_path, subs=2)
     asked = w.dump_stacks(pause=0.3)
     assert asked == ["sub 0", "sub 1"]
     err = read_err_until(capfd, "stuck_here", "[sub 0]", "[sub 1]")
@@ -131,12 +132,7 @@ def test_dump_stacks_prints_each_childs_stack_one_at_a_time(make_worker, capfd, 
 
 
 def test_a_drain_timeout_can_dump_the_stacks_first(make_worker, capfd, tmp_path):
-    entered = arm_marker(tmp_path)
-    w = make_worker(sub_workers=1)
-    h = w.register_sub(stuck_here)
-    w.init()
-    w.submit_sub(h, None)
-    assert wait_until(entered, 10)
+    w = stuck_worker(make_worker, tmp_path, subs=1)
     with pytest.raises(TimeoutError):
         w.drain(timeout=0.5, dump_stacks=True)
     assert "stuck_here" in read_err_until(capfd, "stuck_here")
