@@ -42,8 +42,9 @@ struct Rig {
   std::unique_ptr<Scheduler>& sched;
   std::vector<GroupBarrier>& barriers;
 
-  explicit Rig(uint32_t window)
-      : level(window, kSubs, kChips, [this](int w, const Request& r, std::string* e) { return body(w, r, e); }),
+  explicit Rig(uint32_t window, bool start = true)
+      : level(window, kSubs, kChips, [this](int w, const Request& r, std::string* e) { return body(w, r, e); },
+              nullptr, start),
         graph(level.graph), session(*level.session), bell(level.bell), sched(level.sched), barriers(level.barriers) {}
   ~Rig() {
     gate = true;
@@ -421,6 +422,51 @@ TEST(Scheduler, ASessionCancelFailsQueuedAndPendingWorkAndStopsRunningWork) {
   ASSERT_TRUE(r.drain());
   EXPECT_FALSE(r.failure(fresh).has_value());
   r.gate = true;
+}
+
+// However a pass meets a session's cancelled tasks — still in the inbox,
+// already queued — a backlog is one log line, with its count and reason.
+TEST(Scheduler, ACancelledBacklogIsOneLogLineWhereverItWaited) {
+  Rig r(256, /*start=*/false);
+  std::mutex mu;
+  std::vector<std::string> lines;
+  r.sched->set_note([&](int, std::string text) {
+    std::lock_guard<std::mutex> lock(mu);
+    lines.push_back(std::move(text));
+  });
+  std::vector<TaskId> backlog;
+  for (int i = 0; i < 30; ++i) backlog.push_back(r.submit(TaskKind::Sub, kOk, i));  // in the inbox: no scheduler yet
+  r.session.cancel_before(r.graph.next_id(), "the Worker is closing");
+  r.sched->sweep_cancelled(false);
+  r.sched->start();
+  ASSERT_TRUE(r.drain());
+  for (TaskId t : backlog) EXPECT_EQ(r.failure(t)->kind, FailureKind::Cancelled) << t;
+  EXPECT_EQ(r.bodies.load(), 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0], "cancelled 30 queued task(s) before they started: the Worker is closing");
+    lines.clear();
+  }
+  // Queued behind a running task this time: swept from the ready queue.
+  TaskId running = r.submit(TaskKind::Chip, kGate, 100, {}, 0);
+  ASSERT_TRUE(r.until([&] { return r.gate_entered.load(); }));
+  std::vector<TaskId> queued;
+  for (int i = 0; i < 20; ++i) queued.push_back(r.submit(TaskKind::Chip, kOk, 200 + i, {}, 0));  // behind it on chip 0
+  ASSERT_TRUE(r.until([&] { return r.sched->queue_depth() == 20; }));
+  r.session.cancel_before(r.graph.next_id(), "interrupted");
+  r.sched->sweep_cancelled(false);
+  ASSERT_TRUE(r.until([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return !lines.empty();
+  }));
+  r.gate = true;
+  ASSERT_TRUE(r.drain());
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "cancelled 20 queued task(s) before they started: interrupted");
+  for (TaskId t : queued) EXPECT_EQ(r.failure(t)->kind, FailureKind::Cancelled) << t;
+  (void)running;
 }
 
 TEST(Scheduler, DeathsOfWorkersThatRanTasksNeverExhaustReplacement) {

@@ -154,6 +154,7 @@ void Scheduler::loop() {
     progress |= check_deadlines();
     progress |= dispatch();
     depth_.store(ready_.depth() + (has_head_ ? 1 : 0), std::memory_order_relaxed);
+    note_dropped();
     // Spin only right after useful work, and only as long as spinning has
     // been paying (AdaptiveSpin): a busy pipeline hands the next completion
     // over without a wake-up, an idle Worker sleeps at once.
@@ -282,11 +283,21 @@ bool Scheduler::sweep_queues() {
     drop.push_back(head_);
     drop_group_head();
   }
-  if (!drop.empty())
-    note(kLogInfo, "cancelled " + std::to_string(drop.size()) + " queued task(s) before they started: " +
-                       cancel_reason(graph_.slot(drop.front().slot)));
-  for (const ReadyEntry& e : drop) finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
+  for (const ReadyEntry& e : drop) {
+    count_dropped(graph_.slot(e.slot));
+    finish(e.slot, graph_.not_run(kNoTask, cancel_reason(graph_.slot(e.slot))));
+  }
   return !drop.empty();
+}
+
+void Scheduler::count_dropped(const TaskSlot& t) {
+  if (dropped_++ == 0) dropped_reason_ = cancel_reason(t);
+}
+
+void Scheduler::note_dropped() {
+  if (dropped_ == 0) return;
+  note(kLogInfo, "cancelled " + std::to_string(dropped_) + " queued task(s) before they started: " + dropped_reason_);
+  dropped_ = 0;
 }
 
 void Scheduler::kill_cancelled_running() {
@@ -458,8 +469,10 @@ void Scheduler::settle(std::vector<SlotIndex>& work) {
     TaskId root = t.poisoned_by.load(std::memory_order_acquire);
     if (root != kNoTask)
       graph_.finish(s, graph_.not_run(root, ""), &work);
-    else if (is_cancelled(t))
+    else if (is_cancelled(t)) {
+      if (!graph_.cancel_claimed(t)) count_dropped(t);  // a session's cancel (Task.cancel() is the caller's own)
       graph_.finish(s, graph_.not_run(kNoTask, cancel_reason(t)), &work);
+    }
     else
       route(s);
   }
@@ -498,6 +511,7 @@ bool Scheduler::claim(const ReadyEntry& e) {
   if (stale(e)) return false;  // finished while queued (cancelled)
   TaskSlot& t = graph_.slot(e.slot);
   if (t.session->cancelled(e.id) || !graph_.try_start(e.slot)) {
+    if (!graph_.cancel_claimed(t)) count_dropped(t);
     finish(e.slot, graph_.not_run(kNoTask, cancel_reason(t)));
     return false;
   }

@@ -201,6 +201,13 @@ class Scheduler {
   void note(int level, std::string text) {
     if (note_) note_(level, std::move(text));
   }
+  // Queued tasks a session cancelled before they started, however the pass
+  // met them (taken from the inbox, swept from a queue, popped): counted,
+  // then one log line per pass for all of them (note_dropped()).
+  void count_dropped(const TaskSlot& t);
+  void note_dropped();
+  uint64_t dropped_ = 0;
+  std::string dropped_reason_;
   std::string task_label(const TaskSlot& t) const;
   std::atomic<bool> no_respawn_{false};
   std::atomic<uint64_t> restarts_{0};

@@ -165,15 +165,19 @@ struct LevelRig {
 
   using ResultBody = std::function<TaskResult(int worker, const Request&)>;
 
-  LevelRig(uint32_t window, int n_subs, int n_chips, Body body, std::shared_ptr<Arena> arena = nullptr)
+  // `start`: false leaves the scheduler to the test (set hooks, then
+  // sched->start()); submits wait in its inbox meanwhile.
+  LevelRig(uint32_t window, int n_subs, int n_chips, Body body, std::shared_ptr<Arena> arena = nullptr,
+           bool start = true)
       : LevelRig(window, n_subs, n_chips,
                  ResultBody([body](int w, const Request& r) {
                    std::string err;
                    return body(w, r, &err) ? TaskResult{} : TaskResult::from_traceback(err);
                  }),
-                 std::move(arena)) {}
+                 std::move(arena), start) {}
 
-  LevelRig(uint32_t window, int n_subs, int n_chips, ResultBody body, std::shared_ptr<Arena> arena = nullptr)
+  LevelRig(uint32_t window, int n_subs, int n_chips, ResultBody body, std::shared_ptr<Arena> arena = nullptr,
+           bool start = true)
       : graph(window, std::move(arena)), barriers(n_chips > 0 ? n_chips : 1), subs(n_subs) {
     std::vector<Endpoint*> sub_eps, chip_eps;
     for (int i = 0; i < n_subs + n_chips; ++i) {
@@ -190,7 +194,7 @@ struct LevelRig {
       s->report_death(sub ? TaskKind::Sub : TaskKind::Chip, sub ? w : w - ns, "killed on purpose");
     });
     session.reset(new Session(0, "test", graph, [s](SlotIndex slot) { s->enqueue(slot); }, kMailboxPayload));
-    sched->start();
+    if (start) sched->start();
   }
   // Call from the test's own destructor first if its bodies block on test state.
   void teardown() {
