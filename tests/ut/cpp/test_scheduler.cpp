@@ -427,9 +427,15 @@ TEST(Scheduler, ASessionCancelFailsQueuedAndPendingWorkAndStopsRunningWork) {
 // However a pass meets a session's cancelled tasks — still in the inbox,
 // already queued — a backlog is one log line, with its count and reason.
 TEST(Scheduler, ACancelledBacklogIsOneLogLineWhereverItWaited) {
-  Rig r(256, /*start=*/false);
+  // Declared before the rig: the scheduler thread writes them until the
+  // rig's destructor stops it.
   std::mutex mu;
   std::vector<std::string> lines;
+  Rig r(256, /*start=*/false);
+  auto noted = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return !lines.empty();
+  };
   r.sched->set_note([&](int, std::string text) {
     std::lock_guard<std::mutex> lock(mu);
     lines.push_back(std::move(text));
@@ -442,6 +448,9 @@ TEST(Scheduler, ACancelledBacklogIsOneLogLineWhereverItWaited) {
   ASSERT_TRUE(r.drain());
   for (TaskId t : backlog) EXPECT_EQ(r.failure(t)->kind, FailureKind::Cancelled) << t;
   EXPECT_EQ(r.bodies.load(), 0);
+  // The pass writes its line after it settled the tasks, so a drain may
+  // return first (CI saw it); the line follows within that pass.
+  ASSERT_TRUE(r.until(noted));
   {
     std::lock_guard<std::mutex> lock(mu);
     ASSERT_EQ(lines.size(), 1u);
@@ -456,10 +465,7 @@ TEST(Scheduler, ACancelledBacklogIsOneLogLineWhereverItWaited) {
   ASSERT_TRUE(r.until([&] { return r.sched->queue_depth() == 20; }));
   r.session.cancel_before(r.graph.next_id(), "interrupted");
   r.sched->sweep_cancelled(false);
-  ASSERT_TRUE(r.until([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return !lines.empty();
-  }));
+  ASSERT_TRUE(r.until(noted));
   r.gate = true;
   ASSERT_TRUE(r.drain());
   std::lock_guard<std::mutex> lock(mu);
