@@ -9,6 +9,7 @@
 #include "bindings.h"
 #include "common/distributed/memory/arena.h"
 #include "common/distributed/processes/child_port.h"
+#include "common/distributed/processes/drain_reply.h"
 #include "common/distributed/processes/native_kernel.h"
 #include "common/distributed/processes/shared_region.h"
 
@@ -86,6 +87,14 @@ void bind_child_port(nb::module_& m) {
         r.value = bytes_of(value);
         p.port.complete(r);
       }, "value"_a, "Reports success with the pickled return value (b'' for None)")
+      .def("complete_when_drained", [](PyChildPort& p, PySession& s, nb::bytes value) {
+        std::string v = bytes_of(value);
+        nb::gil_scoped_release nogil;
+        return answer_when_drained(p.port, *s.session, s.engine->graph().lent(), std::move(v));
+      }, "session"_a, "value"_a,
+         "Answers the current request with `value` as soon as everything submitted to `session` has finished, "
+         "ending the loan of its tensors first — from the thread whose finish drains it. Blocks until then; "
+         "False (nothing answered, the loan and the failures left to the caller) when some of that work failed")
       .def("fail", [](PyChildPort& p, nb::bytes message, nb::bytes traceback, nb::bytes types, nb::bytes exception) {
         TaskResult r = TaskResult::failure(bytes_of(message), bytes_of(traceback));
         r.types = bytes_of(types);

@@ -46,16 +46,20 @@ nb::tuple failure_tuple(const Failure& f) {
                         f.attempts, exc);
 }
 
-nb::dict session_stats(const Session& s) {
+nb::dict session_stats(const Session& s, const Engine& engine) {
   SessionCounters c = s.counters();
   nb::dict d;
   d["submitted"] = c.submitted;
   d["completed"] = c.completed;
   d["failed"] = c.failed;
   d["outstanding"] = c.outstanding;
-  d["queued"] = c.queued;
+  d["queue_depth"] = c.queued;
   d["running"] = c.running;
-  d["busy_seconds"] = c.busy_seconds;
+  // Per worker, like the Worker's own busy_seconds; the sum as busy_total.
+  nb::dict busy;
+  for (uint32_t w = 0; w < c.busy_by_worker.size(); ++w) busy[engine.worker_name(w).c_str()] = c.busy_by_worker[w];
+  d["busy_seconds"] = busy;
+  d["busy_total"] = c.busy_seconds;
   d["weight"] = s.weight();
   return d;
 }
@@ -223,7 +227,7 @@ void bind_engine(nb::module_& m) {
         d["tasks_per_worker"] = tasks;
         d["running"] = running;
         nb::dict sessions;
-        for (auto& s : eng.sessions()) sessions[s->name().c_str()] = session_stats(*s);
+        for (auto& s : eng.sessions()) sessions[s->name().c_str()] = session_stats(*s, eng);
         d["sessions"] = sessions;
         return d;
       })

@@ -126,7 +126,7 @@ void bind_session(nb::module_& m) {
         for (auto& f : s.session->take_failures()) out.append(failure_tuple(f));
         return out;
       }, "The failures no drain has reported yet, as tuples")
-      .def("stats", [](PySession& s) { return session_stats(*s.session); })
+      .def("stats", [](PySession& s) { return session_stats(*s.session, *s.engine); })
       .def_prop_ro("name", [](PySession& s) { return s.session->name(); })
       .def_prop_ro("weight", [](PySession& s) { return s.session->weight(); })
       .def_prop_ro("closed", [](PySession& s) { return s.session->closed(); })

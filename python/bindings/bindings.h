@@ -68,7 +68,7 @@ int64_t to_ms(nb::handle timeout);
 nb::object make_task(const PySession& s, SlotIndex slot, TaskId id, TaskKind kind, uint32_t callable,
                      std::string name);
 nb::tuple failure_tuple(const Failure& f);
-nb::dict session_stats(const Session& s);
+nb::dict session_stats(const Session& s, const Engine& engine);
 
 void bind_task_args(nb::module_& m);
 void bind_arena(nb::module_& m);

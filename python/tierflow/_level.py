@@ -11,6 +11,12 @@ and the request completes once the function returned and everything it
 submitted finished. Its value is the function's return value — or, when
 the function returns a tf.Task of this level, that task's.
 
+Answering: when the function returned a plain value, the request is
+answered by the inner scheduler itself, the moment the last task the
+function submitted finishes (ChildPort.complete_when_drained) — no wake-up
+of this thread lies between the inner work and the parent. Failed work, a
+returned tf.Task and the function's own exceptions are answered from here.
+
 The task's tensors live in the parent's arena. They are lent to the inner
 Worker for the duration of the request (its engine tracks them as
 allocations of the level above and never frees them): the parent holds them
@@ -32,10 +38,29 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from ._errors import Failure, TaskError
 from ._task import Task
-from ._child import failure_report, reply, _text, _value_bytes
+from ._child import failure_report, reply, _flush, _text, _value_bytes
 from . import _core
 
 _SEP = " › "
+
+
+class LocalSpec:
+    """What add_worker() records for one next-level child: the template its
+    Worker is built from (one template may be added several times, each a
+    child of its own), and — set at init() — where that child answers
+    stats() and writes its part of a trace."""
+
+    def __init__(self, template: Any):
+        self.template = template
+        self._stats_address = ""
+        self._trace_part: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+    def __repr__(self) -> str:
+        return f"<next-level child from template {self.template.name}>"
 
 
 def root_failure(failures: List[Failure]) -> Failure:
@@ -164,13 +189,14 @@ def _finish_quietly(orch) -> None:
         pass
 
 
-def serve_next_level(port: "_core.ChildPort", template: Any, orch_fns: List[Callable], *, name: str, arena,
+def serve_next_level(port: "_core.ChildPort", spec: LocalSpec, orch_fns: List[Callable], *, name: str, arena,
                      ancestors: List[Any], out_fd: Optional[int], out_path: str) -> None:
-    inner = template._adopt(ancestors=[arena, *ancestors], out_fd=out_fd if out_fd is not None else 2,
-                            out_path=out_path)
+    inner = spec.template._adopt(ancestors=[arena, *ancestors], out_fd=out_fd if out_fd is not None else 2,
+                                 out_path=out_path)
+    inner._trace_part = spec._trace_part
     inner.init()
     engine = inner._engine
-    _answer_stats(inner, getattr(template, "_stats_address", None))
+    _answer_stats(inner, spec._stats_address)
     limit = _core.ChildPort.max_value_bytes
     orch = inner._default_session  # one session serves the requests one at a time
     try:
@@ -181,14 +207,22 @@ def serve_next_level(port: "_core.ChildPort", template: Any, orch_fns: List[Call
             callable_id, _rank, _size, _barrier, args = req
             failure = None
             data = b""
+            answered = False
             engine.lend(args)
             try:
                 value = orch_fns[callable_id](orch, args)
-                orch.drain()
                 if isinstance(value, Task):  # `return orch.submit_...(...)`: that task's value
+                    orch.drain()
                     value = value.result()
                 data = b"" if value is None else _value_bytes(value, limit)
                 del value
+                _flush()
+                # The inner scheduler answers the parent the moment the
+                # function's work has finished, ending the loan first; work
+                # that failed is left to be reported from here.
+                answered = port.complete_when_drained(orch._core, data)
+                if not answered:
+                    orch.drain()  # raises the failures
             except TaskError as err:
                 failure = nested_report(name, err)
             except BaseException as exc:  # the orch function's own failure
@@ -199,8 +233,10 @@ def serve_next_level(port: "_core.ChildPort", template: Any, orch_fns: List[Call
                 # failures, if the function raised first, go with its own).
                 if failure is not None:
                     _finish_quietly(orch)
-                engine.end_loan()
+                if not answered:
+                    engine.end_loan()
             del args
-            reply(port, data, failure)
+            if not answered:
+                reply(port, data, failure)
     finally:
         inner.close(cancel=True)

@@ -45,7 +45,8 @@ class Session(Orchestrator):
 
     def stats(self) -> Dict[str, Any]:
         """This session's counters: submitted, completed, failed,
-        outstanding, queued, running, busy_seconds, weight."""
+        outstanding, queue_depth, running (a count), busy_seconds ({worker:
+        seconds}), busy_total, weight."""
         self._worker._live_session(self)
         return self._core.stats()
 

@@ -30,6 +30,7 @@ import numpy as np
 from . import _core, _forkserver, _tracefile
 from ._errors import ArenaExhausted, RemoteError, WorkerClosed, WorkerStateError
 from ._handles import KernelHandle, OrchHandle, SubHandle
+from ._level import LocalSpec
 from .native import NativeKernel
 from .orchestrator import Orchestrator
 from .session import Session, check_session_args
@@ -104,6 +105,16 @@ def _log_events(engine: "_core.Engine", name: str) -> None:
             return
 
 
+def _lineage(w: "Worker"):
+    """(the top Worker of w's tree, w's depth below it): templates at the
+    same depth of one tree may share handles (Worker._knows_sibling_handle).
+    The chain survives the forks that run each template in its own child."""
+    depth = 0
+    while w._family is not None:
+        w, depth = w._family, depth + 1
+    return id(w), depth
+
+
 def _callable_name(fn: Callable) -> str:
     if isinstance(fn, NativeKernel):
         return fn.symbol
@@ -130,8 +141,9 @@ class Worker:
         if trace_flows not in _tracefile.FLOWS:
             raise ValueError(f"trace_flows must be one of {', '.join(_tracefile.FLOWS)}, got {trace_flows!r}")
         self._trace_flows = trace_flows
-        # Set on a template of a traced parent: where its child writes its
-        # part of the trace when it closes (a prefix; the child adds its pid).
+        # Set in a next-level child of a traced parent (from its LocalSpec):
+        # where it writes its part of the trace when it closes (a prefix; the
+        # child adds its pid).
         self._trace_part: Optional[str] = None
         self._trace_dir: Optional[str] = None
         self._trace_record = False  # record without a file of its own (a daemon answers its clients from it)
@@ -146,7 +158,7 @@ class Worker:
         self._next_kind = "chip" if level == 3 else f"l{level - 1}"
         self._next_what = "chip" if level == 3 else f"level-{level - 1} Worker"
         self._next_handle = KernelHandle if level == 3 else OrchHandle
-        self._templates: List["Worker"] = []
+        self._templates: List[Any] = []  # per next-level worker: a LocalSpec or a RemoteSpec
         self._parent: Optional["Worker"] = None  # the Worker this one was added to as a template
         self._family: Optional["Worker"] = None  # that Worker, also once this runs in its child
         # Set when this Worker runs inside a next-level child of a Worker
@@ -324,9 +336,10 @@ class Worker:
             raise ValueError(f"add_worker(): {self.name} is level {self.level}, so it adds level-{self.level - 1} "
                              f"Workers; {worker.name} is level {worker.level}")
         with self._lock, worker._lock:
-            if worker._parent is not None:
+            if worker._parent is not None and worker._parent is not self:
                 raise ValueError(f"add_worker(): {worker.name} is already added to {worker._parent.name}; a template "
-                                 f"runs as one child of one parent: create another tf.Worker for this one")
+                                 f"belongs to one parent (which may add it several times): create another tf.Worker "
+                                 f"for this one")
             if worker._state != "new" or worker._engine is not None:
                 raise WorkerStateError(f"add_worker(): {worker.name} is {worker._state}; add it before its init() "
                                        f"(the parent initialises it in its own process)")
@@ -336,15 +349,15 @@ class Worker:
             if worker._pid != self._pid:
                 raise WorkerStateError(f"add_worker(): {worker.name} belongs to another process")
             worker._parent = worker._family = self
-            self._templates.append(worker)
+            self._templates.append(LocalSpec(worker))
             self._chips = len(self._templates)
             return self._chips - 1
 
-    def add_remote(self, address: str, worker: "Worker", *, token: Optional[str] = None, tls: Any = None,
+    def add_remote(self, address: str, l3: "Worker", *, token: Optional[str] = None, tls: Any = None,
                    heartbeat_timeout: float = 10.0, connect_timeout: float = 10.0) -> int:
         """Adds a level-3 Worker served by a `tierflow daemon` at "host:port"
         as one next-level worker of this level-4 Worker; returns its index,
-        as add_worker() does. `worker` is a level-3 template (not
+        as add_worker() does. `l3` is a level-3 template (not
         initialised) whose registered subs and kernels the orch functions may
         use: they are shipped to the daemon by content at init(). `token`:
         the daemon's token (its token file's contents; default: the
@@ -367,6 +380,7 @@ class Worker:
         from .remote.client import RemoteSpec
         from .remote.wire import split_address
         split_address(address)
+        worker = l3
         if not isinstance(worker, Worker):
             raise TypeError(f"add_remote() takes a tf.Worker of level 3 as its template, got {type(worker).__name__}")
         if worker.level != 3:
@@ -385,9 +399,10 @@ class Worker:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.2 <= v <= 3600:
                 raise ValueError(f"add_remote(): {what} must be a number of seconds in 0.2..3600, got {v!r}")
         with self._lock, worker._lock:
-            if worker._parent is not None:
-                raise ValueError(f"add_remote(): {worker.name} is already added to {worker._parent.name}; create "
-                                 f"another tf.Worker for this one")
+            if worker._parent is not None and worker._parent is not self:
+                raise ValueError(f"add_remote(): {worker.name} is already added to {worker._parent.name}; a template "
+                                 f"belongs to one parent (which may add it several times): create another tf.Worker "
+                                 f"for this one")
             if worker._state != "new" or worker._engine is not None or worker._arena is not None:
                 raise WorkerStateError(f"add_remote(): {worker.name} is {worker._state}; a template is never "
                                        f"initialised and owns no memory")
@@ -413,12 +428,13 @@ class Worker:
                 raise RemoteError(f"add_remote({t.address!r}): {answer['error']}")
 
     def _knows_sibling_handle(self, handle) -> bool:
-        """A handle of another template added to the same parent is valid
-        here when this Worker registered the same function at the same
-        index: one orch function can then run on several next-level
-        Workers (a group) that were set up alike."""
+        """A handle of another template at the same place in the same tree
+        (added to the same parent, or, a level deeper, to templates added to
+        the same grandparent, ...) is valid here when this Worker registered
+        the same function at the same index: one orch function can then run
+        on several next-level Workers (a group) that were set up alike."""
         owner = handle._owner
-        if self._family is None or getattr(owner, "_family", None) is not self._family:
+        if self._family is None or not isinstance(owner, Worker) or _lineage(owner) != _lineage(self):
             return False
         fns = {SubHandle: self._sub_fns, KernelHandle: self._kernel_fns, OrchHandle: self._orch_fns}[type(handle)]
         if handle.index >= len(fns):
@@ -457,6 +473,10 @@ class Worker:
             dt = np.dtype(dtype)
             if dt.hasobject or dt.fields is not None or dt.itemsize == 0:
                 raise TypeError(f"w.alloc(): dtype {dt} cannot live in shared memory; use a numeric dtype")
+            if dt.kind in "mM":  # numpy gives these no buffer interface, so no task could be handed one
+                raise TypeError(f"w.alloc(): dtype {dt} cannot be a task tensor (numpy arrays of it have no buffer "
+                                f"interface); allocate int64 and view it: w.alloc(shape, np.int64).view({str(dt)!r})"
+                                f" outside tasks, args.tensor(i).view({str(dt)!r}) inside")
             try:
                 dims = (operator.index(shape),) if not isinstance(shape, (tuple, list)) else \
                     tuple(operator.index(s) for s in shape)
@@ -707,6 +727,9 @@ class Worker:
 
     def __enter__(self) -> "Worker":
         with self._lock:
+            self._check_process()
+            if self._state == "closed":
+                raise WorkerClosed(f"{self.name} is closed; `with` needs a new Worker")
             if self._state == "new":
                 self.init()
                 self._implicit_init = True

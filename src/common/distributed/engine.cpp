@@ -34,6 +34,7 @@ Engine::Engine(uint32_t window, std::shared_ptr<Arena> arena, std::unique_ptr<En
   sched->set_trace(trace_.get());
   sink_ = [sched](SlotIndex s) { sched->enqueue(s); };
   default_ = std::make_shared<Session>(0, "default", graph_, sink_, max_payload_);
+  default_->count_workers(n);
   sessions_.push_back(default_);
   pool_->connect(*scheduler_, replace_dead);
   scheduler_->start();
@@ -78,6 +79,7 @@ std::shared_ptr<Session> Engine::open_session(const std::string& name, uint32_t 
   while (busy(id)) ++id;
   if (id >= sessions_.size()) sessions_.resize(id + 1);
   auto s = std::make_shared<Session>(id, name, graph_, sink_, max_payload_, weight);
+  s->count_workers(num_subs() + num_chips());
   graph_.ring().set_weight(id, s->weight());
   sessions_[id] = s;
   return s;

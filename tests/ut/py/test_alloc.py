@@ -195,3 +195,14 @@ def test_numeric_dtypes(w, dtype):
     a = w.alloc((3, 5), dtype)
     a[...] = np.ones((3, 5), dtype)
     assert a.dtype == np.dtype(dtype) and a.shape == (3, 5) and np.all(a == np.ones((3, 5), dtype))
+
+
+@pytest.mark.parametrize("dtype", ["datetime64[s]", "timedelta64[ms]"])
+def test_dates_and_durations_are_refused_at_alloc_with_the_int64_way(w, dtype):
+    # numpy gives these no buffer interface, so no task could receive one:
+    # refused where the array is made, saying how to store them instead.
+    with pytest.raises(TypeError, match="cannot be a task tensor .* view"):
+        w.alloc(3, dtype)
+    x = w.alloc(3, np.int64)
+    x.view(dtype)[...] = np.array([1, 2, 3], dtype=dtype)
+    assert x.tolist() == [1, 2, 3]

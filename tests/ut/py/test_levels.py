@@ -283,3 +283,63 @@ def test_a_with_block_may_add_workers_and_orch_functions_before_any_work():
         assert x.tolist() == [1, 1] and list(w4.pids()) == ["l3 0"]
         with pytest.raises(tf.WorkerStateError, match="before init"):
             w4.add_worker(tf.Worker(level=3, chips=1))
+
+
+@pytest.mark.timeout(90)
+def test_one_template_added_twice_is_two_level_3_workers(make_worker):
+    # As in the contract's example: the same template for several next-level
+    # workers (add_worker twice here); each is a process of its own with its
+    # own stats, and one group spans both.
+    l3, k = l3_template()
+    w4 = make_worker(level=4, sub_workers=0)
+    a, b = w4.add_worker(l3), w4.add_worker(l3)
+    assert (a, b) == (0, 1)
+
+    @w4.orch
+    def add_one(orch, args):
+        orch.submit_next_level(k["add_one"], args)
+        return os.getpid()
+
+    w4.init()
+    x = w4.zeros(4, np.int64)
+    pa = w4.submit_next_level(add_one, tf.TaskArgs().inout(x[0:1]), worker=a).result(timeout=30)
+    pb = w4.submit_next_level(add_one, tf.TaskArgs().inout(x[1:2]), worker=b).result(timeout=30)
+    g = w4.submit_group(add_one, [tf.TaskArgs().inout(x[2:3]), tf.TaskArgs().inout(x[3:4])], workers=[a, b])
+    w4.drain(timeout=30)
+    assert x.tolist() == [1, 1, 1, 1]
+    assert pa == w4.pids()["l3 0"] and pb == w4.pids()["l3 1"] and pa != pb
+    assert g.result() in (pa, pb)
+    st = w4.stats()
+    assert st["l3 0"]["completed"] == 2 and st["l3 1"]["completed"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_level_5_runs_one_orch_function_over_two_level_4_templates_set_up_alike(make_worker):
+    # Handles of templates at the same place in one tree are interchangeable
+    # when they registered the same function at the same index — two levels
+    # down as well as one (a level-5 group over two level-4 Workers).
+    def build():
+        l3, k = l3_template()
+        w4 = tf.Worker(level=4, sub_workers=0)
+        w4.add_worker(l3)
+        return w4, k
+
+    (w4a, ka), (w4b, _kb) = build(), build()
+
+    def on_l3(orch, args):
+        orch.submit_next_level(ka["add_one"], args)  # registered on w4a's template only
+
+    oa, _ob = w4a.register_orch(on_l3), w4b.register_orch(on_l3)
+    w5 = make_worker(level=5)
+    w5.add_worker(w4a)
+    w5.add_worker(w4b)
+
+    @w5.orch
+    def on_l4(orch, args):
+        orch.submit_next_level(oa, args)
+
+    w5.init()
+    x = w5.zeros(2, np.int64)
+    w5.submit_group(on_l4, [tf.TaskArgs().inout(x[0:1]), tf.TaskArgs().inout(x[1:2])], workers=[0, 1])
+    w5.drain(timeout=60)
+    assert x.tolist() == [1, 1]

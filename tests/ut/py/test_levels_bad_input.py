@@ -34,7 +34,7 @@ def test_add_worker_refuses_initialised_shared_and_allocating_templates(make_wor
     with pytest.raises(ValueError, match="already added to"):
         make_worker(level=4).add_worker(l3)
     with pytest.raises(ValueError, match="already added to"):
-        w4.add_worker(l3)
+        make_worker(level=4).add_remote("127.0.0.1:1", l3, token="t")
     allocated = tf.Worker(level=3, chips=1)
     allocated.zeros(4)
     with pytest.raises(tf.WorkerStateError, match="has allocated tensors"):
@@ -95,3 +95,11 @@ def test_level_4_without_added_workers_says_how_to_add_them(make_worker):
     w4.init()
     with pytest.raises(ValueError, match=r"needs level-3 Workers, but none was added; add one with w.add_worker"):
         w4.submit_next_level(o)
+
+
+def test_add_remote_takes_its_template_as_l3(make_worker):
+    # The contract's spelling: add_remote(address, l3, *, token=None, tls=None).
+    w4 = make_worker(level=4)
+    assert w4.add_remote("127.0.0.1:1", l3=tf.Worker(level=3, chips=1), token="t") == 0
+    with pytest.raises(TypeError):
+        w4.add_remote("127.0.0.1:1", tf.Worker(level=3, chips=1), "t")  # token is keyword-only

@@ -290,3 +290,32 @@ def test_kill_injection_gives_an_exact_failure_set_and_a_full_pool(make_worker):
     assert len(w4.pids()) == 2
     with pytest.raises(tf.TaskError):
         w4.drain()
+
+
+@pytest.mark.timeout(90)
+def test_failed_and_good_requests_in_turn_on_one_level_3_each_get_their_own_answer(make_worker):
+    # A level-3 process answers a good request from its scheduler the moment
+    # the request's work is over, and a failed one from its serving thread
+    # with the failure's path: mixed in one stream, each request gets its
+    # own value or failure, and nothing of one leaks into the next.
+    w4, k = setup(make_worker)
+
+    @w4.orch
+    def step(orch, args):
+        i = int(args.scalar(0))
+        orch.submit_next_level(k["boom" if i % 3 == 0 else "add_one"], tf.TaskArgs().inout(args.tensor(0)))
+        return i * 10
+
+    w4.init()
+    x = w4.zeros(60, np.int64)
+    tasks = [w4.submit_next_level(step, tf.TaskArgs().inout(x[i:i + 1]).scalar(i)) for i in range(60)]
+    with pytest.raises(tf.TaskError) as ei:
+        w4.drain(timeout=60)
+    failed = {f.task_id for f in ei.value.failures}
+    assert failed == {t.id for i, t in enumerate(tasks) if i % 3 == 0}
+    for i, t in enumerate(tasks):
+        if i % 3 == 0:
+            assert "l3 0 › chip" in t.exception().failures[0].message
+        else:
+            assert t.result() == i * 10
+    assert x.tolist() == [0 if i % 3 == 0 else 1 for i in range(60)]

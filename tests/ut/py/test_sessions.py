@@ -327,7 +327,14 @@ def test_stats_per_session(w):
     with pytest.raises(tf.TaskError):
         s.drain()
     st = s.stats()
-    assert (st["submitted"], st["completed"], st["failed"], st["queued"], st["running"], st["weight"]) == \
+    assert (st["submitted"], st["completed"], st["failed"], st["queue_depth"], st["running"], st["weight"]) == \
         (2, 1, 1, 0, 0, 2)
-    assert st["busy_seconds"] > 0
-    assert w.stats()["sessions"]["counted"] == st
+    # Busy time per worker, like the Worker's own: the same workers, only
+    # this session's time (the 10 ms spin on a sub-worker), and its sum.
+    top = w.stats()
+    assert set(st["busy_seconds"]) == set(top["busy_seconds"])
+    assert sum(v for k, v in st["busy_seconds"].items() if k.startswith("sub")) >= 0.01
+    assert all(v == 0 for k, v in st["busy_seconds"].items() if k.startswith("chip"))
+    assert st["busy_total"] == pytest.approx(sum(st["busy_seconds"].values()))
+    assert top["sessions"]["counted"] == st
+    assert top["sessions"]["default"]["busy_total"] == 0

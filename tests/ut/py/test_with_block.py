@@ -93,3 +93,14 @@ def test_work_submitted_through_the_quick_path_also_closes_registration():
         w.submit_sub(h, tf.TaskArgs().output(w.alloc(1)).scalar(1))
         with pytest.raises(tf.WorkerStateError, match="before init"):
             w.register_sub(fill)
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_closed_worker_cannot_be_entered_again(started):
+    w = tf.Worker(level=3, sub_workers=1)
+    if started:
+        w.init()
+    w.close()
+    with pytest.raises(tf.WorkerClosed, match="is closed"):
+        with w:
+            pass

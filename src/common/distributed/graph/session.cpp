@@ -63,6 +63,35 @@ void Session::on_finish(TaskId id, const Failure* failure, std::string&& value) 
   std::atomic_thread_fence(std::memory_order_seq_cst);
   wake |= last && drain_waiters_.load(std::memory_order_relaxed) != 0;
   if (wake) notify();
+  if (last && drained_armed_.load(std::memory_order_relaxed)) run_on_drained();
+}
+
+void Session::when_drained(std::function<void()> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_drained_ = std::move(done);
+  }
+  // seq_cst pairs with the fence after the count drops in on_finish():
+  // either that finish sees the callback armed, or this sees the count at
+  // zero — both may, and the exchange in run_on_drained() picks one.
+  drained_armed_.store(true, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (drained()) run_on_drained();
+}
+
+void Session::run_on_drained() {
+  if (!drained_armed_.exchange(false, std::memory_order_acq_rel)) return;
+  std::function<void()> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done.swap(on_drained_);
+  }
+  done();
+}
+
+bool Session::has_unreported_failures() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !unreported_.empty();
 }
 
 void Session::notify() {
@@ -220,6 +249,8 @@ SessionCounters Session::counters() const {
   c.queued = static_cast<uint64_t>(std::max<int64_t>(0, queued_.load(std::memory_order_relaxed)));
   c.running = static_cast<uint64_t>(std::max<int64_t>(0, running_.load(std::memory_order_relaxed)));
   c.busy_seconds = static_cast<double>(busy_ns_.load(std::memory_order_relaxed)) * 1e-9;
+  for (uint32_t w = 0; w < n_workers_; ++w)
+    c.busy_by_worker.push_back(static_cast<double>(busy_by_worker_[w].load(std::memory_order_relaxed)) * 1e-9);
   return c;
 }
 

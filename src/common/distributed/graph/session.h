@@ -33,6 +33,7 @@ namespace tierflow {
 struct SessionCounters {
   uint64_t submitted = 0, completed = 0, failed = 0, outstanding = 0, queued = 0, running = 0;
   double busy_seconds = 0;
+  std::vector<double> busy_by_worker;  // seconds, by worker index (see Session::count_workers)
 };
 
 // Thrown by a submit to a session that is closing or closed.
@@ -80,6 +81,17 @@ class Session {
   bool wait_task(TaskId id, const std::function<bool()>& finished, int64_t timeout_ms,
                  const std::function<void()>& on_slice);
 
+  // Runs `done` once, as soon as every task submitted so far has finished:
+  // at once on this thread when nothing is outstanding, else on the thread
+  // whose finish takes the count to zero — the scheduler's, so `done` must
+  // be short and never block. It is how a next-level worker answers its
+  // parent the moment a request's work is over, without a wake-up of its
+  // own thread on the way (see ChildPort and _level.py). At most one is
+  // armed at a time; the session must not be submitted to until it ran.
+  void when_drained(std::function<void()> done);
+  // Whether a drain would report failures now.
+  bool has_unreported_failures() const;
+
   // Failures not yet reported by a drain; each is reported once.
   std::vector<Failure> take_failures();
   // Any failure of this session, reported or not, for the session's lifetime.
@@ -109,7 +121,16 @@ class Session {
   // StatsCollector (scheduler thread): tasks queued and running, busy time.
   void note_queued(int64_t delta) { queued_.fetch_add(delta, std::memory_order_relaxed); }
   void note_running(int64_t delta) { running_.fetch_add(delta, std::memory_order_relaxed); }
-  void note_busy(int64_t ns) { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
+  void note_busy(uint32_t worker, int64_t ns) {
+    busy_ns_.fetch_add(ns, std::memory_order_relaxed);
+    if (worker < n_workers_) busy_by_worker_[worker].fetch_add(ns, std::memory_order_relaxed);
+  }
+  // The Engine, before the session's first task: how many workers its
+  // level has, so busy time is kept per worker too (without it, in total only).
+  void count_workers(uint32_t n) {
+    busy_by_worker_.reset(new std::atomic<int64_t>[n]());
+    n_workers_ = n;
+  }
 
  private:
   void notify();
@@ -123,6 +144,8 @@ class Session {
 
   std::atomic<uint64_t> submitted_{0}, completed_{0}, failed_{0}, outstanding_{0};
   std::atomic<int64_t> queued_{0}, running_{0}, busy_ns_{0};
+  std::unique_ptr<std::atomic<int64_t>[]> busy_by_worker_;
+  uint32_t n_workers_ = 0;
   std::atomic<bool> closed_{false};
   std::atomic<int32_t> in_flight_{0};
   std::atomic<TaskId> cancel_before_{0};
@@ -135,6 +158,10 @@ class Session {
   std::unordered_set<TaskId> watched_;
   std::vector<TaskId> done_;
   std::atomic<size_t> results_held_{0}, watching_{0};
+
+  std::function<void()> on_drained_;          // armed by when_drained(), under mu_
+  std::atomic<bool> drained_armed_{false};    // whoever exchanges it to false runs it
+  void run_on_drained();
 
   std::condition_variable cv_;
   // Who waits, so a finish knows whether to wake anyone: threads in

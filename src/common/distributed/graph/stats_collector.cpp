@@ -41,7 +41,7 @@ void StatsCollector::member_done(const TaskSlot& t, uint32_t worker, uint32_t, i
   c.running.store(kNoTask, std::memory_order_relaxed);
   c.tasks.fetch_add(1, std::memory_order_relaxed);
   c.busy_ns.fetch_add(busy_ns, std::memory_order_relaxed);
-  t.session->note_busy(busy_ns);
+  t.session->note_busy(worker, busy_ns);
 }
 
 void StatsCollector::finished(const TaskSlot& t, bool) { leave_phase(t); }

@@ -268,6 +268,11 @@ class ChildPort:
     def complete(self, value: bytes) -> None:
         """Reports success with the pickled return value (b'' for None)"""
 
+    def complete_when_drained(self, session: Session, value: bytes) -> bool:
+        """
+        Answers the current request with `value` as soon as everything submitted to `session` has finished, ending the loan of its tensors first — from the thread whose finish drains it. Blocks until then; False (nothing answered, the loan and the failures left to the caller) when some of that work failed
+        """
+
     def fail(self, message: bytes, traceback: bytes, types: bytes, exception: bytes) -> None:
         """
         Reports a failure (UTF-8 text; shortened to fit the mailbox at character boundaries)
