@@ -31,15 +31,17 @@ def test_the_template_is_an_uninitialised_level_3_worker():
         w4.add_remote("127.0.0.1:7070", l3, token="t")
 
 
-def test_a_template_serves_one_parent_once():
+def test_a_template_serves_one_parent_as_often_as_it_is_added():
     w4, other = tf.Worker(level=4), tf.Worker(level=4)
     l3 = tf.Worker(level=3, chips=1)
     assert w4.add_remote("127.0.0.1:7070", l3, token="t") == 0
-    with pytest.raises(ValueError, match="already added"):
+    with pytest.raises(ValueError, match="already added to"):
         other.add_remote("127.0.0.1:7071", l3, token="t")
-    with pytest.raises(ValueError, match="already added"):
-        w4.add_worker(l3)
-    assert w4.add_worker(tf.Worker(level=3, chips=1)) == 1  # local and remote mix; indices continue
+    with pytest.raises(ValueError, match="already added to"):
+        other.add_worker(l3)
+    # As in the contract's example: one template, local and remote; indices continue.
+    assert w4.add_worker(l3) == 1
+    assert w4.add_remote("127.0.0.1:7071", l3, token="t") == 2
 
 
 def test_token_tls_and_timeouts_are_checked(tmp_path):
