@@ -53,6 +53,20 @@ def slices(path):
     return out
 
 
+def chain_us(w, handle, links):
+    """µs per link of a chain of `links` tasks of `handle`, each adding one
+    to the same int64[8] (inout) on Worker `w`."""
+    x = w.zeros(8, np.int64)
+    args = tf.TaskArgs().inout(x)
+    t0 = time.perf_counter()
+    for _ in range(links):
+        w.submit_next_level(handle, args)
+    w.drain()
+    hop = (time.perf_counter() - t0) / links * 1e6
+    assert np.all(x == links), x
+    return hop
+
+
 def level4_parts(links, path):
     lib = demo_kernels_path()
     w4 = tf.Worker(level=4, window=4096, trace=path)
@@ -66,14 +80,7 @@ def level4_parts(links, path):
     o = w4.register_orch(one_chip_task)
     w4.init()
     try:
-        x = w4.zeros(8, np.int64)
-        args = tf.TaskArgs().inout(x)
-        t0 = time.perf_counter()
-        for _ in range(links):
-            w4.submit_next_level(o, args)
-        w4.drain()
-        hop = (time.perf_counter() - t0) / links * 1e6
-        assert np.all(x == links), x
+        hop = chain_us(w4, o, links)
     finally:
         w4.close()  # writes the trace
     by_proc = slices(path)
@@ -96,13 +103,7 @@ def level3_hop(links):
     k = w3.register_kernel(tf.NativeKernel(demo_kernels_path(), "tf_add_one_i64"))
     w3.init()
     try:
-        x = w3.zeros(8, np.int64)
-        args = tf.TaskArgs().inout(x)
-        t0 = time.perf_counter()
-        for _ in range(links):
-            w3.submit_next_level(k, args)
-        w3.drain()
-        return (time.perf_counter() - t0) / links * 1e6
+        return chain_us(w3, k, links)
     finally:
         w3.close()
 
