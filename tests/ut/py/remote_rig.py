@@ -117,6 +117,12 @@ class Daemon:
         self._log.close()
         return code
 
+    def stop_ok(self, timeout: float = 30.0) -> None:
+        """stop(), asserting a clean exit; a failure carries the daemon's log
+        (what a flaky run needs to be understood afterwards)."""
+        code = self.stop(timeout)
+        assert code == 0, f"the daemon exited with {code}; its log:\n{self.log()[-20000:]}"
+
     def restart(self) -> "Daemon":
         """Starts it again on the same port (as a supervisor would)."""
         host, _, port = self.address.rpartition(":")

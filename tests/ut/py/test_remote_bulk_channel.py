@@ -34,7 +34,7 @@ def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("bulk"), chips=1, sub_workers=0, arena_bytes=1 << 28)
     assert d.ready["data_port"] > 0
     yield d
-    assert d.stop() == 0
+    d.stop_ok()
     d.assert_clean()
 
 

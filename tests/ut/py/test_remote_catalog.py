@@ -32,7 +32,7 @@ def orch(o, args):
 def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("catalog"), chips=2, sub_workers=1)
     yield d
-    assert d.stop() == 0
+    d.stop_ok()
     d.assert_clean()
 
 

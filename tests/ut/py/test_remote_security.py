@@ -47,7 +47,7 @@ def works(w4, o, n: int = 4) -> bool:
 def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("security"), chips=1, sub_workers=0)
     yield d
-    assert d.stop() == 0
+    d.stop_ok()
     d.assert_clean()
 
 
@@ -124,4 +124,4 @@ def test_tls_with_a_self_signed_certificate(tmp_path):
             plain.init()
         plain.close()
     finally:
-        assert d.stop() == 0
+        d.stop_ok()

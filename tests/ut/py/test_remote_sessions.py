@@ -40,7 +40,7 @@ def orch_boom(o, args):
 def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("sessions"), chips=1, sub_workers=0)
     yield d
-    assert d.stop() == 0
+    d.stop_ok()
     d.assert_clean()
 
 

@@ -21,7 +21,7 @@ def orch(o, args):
 def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("versions"), chips=1, sub_workers=0)
     yield d
-    assert d.stop() == 0
+    d.stop_ok()
 
 
 HANDLE = []
