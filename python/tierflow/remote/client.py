@@ -32,29 +32,24 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from .._level import _SEP, LocalSpec
 from . import wire
 from .catalog import forget_payloads, payload_of
 
-_SEP = " › "
 
-
-class RemoteSpec:
+class RemoteSpec(LocalSpec):
     """What add_remote() records: where the daemon is, how to reach it, and
-    the level-3 template whose callables it needs."""
+    the level-3 template whose callables it needs (its stats address and
+    trace part as for a local child)."""
 
     def __init__(self, address: str, template: Any, token: Optional[str], tls: Optional[str],
                  heartbeat_timeout: float, connect_timeout: float):
+        super().__init__(template)
         self.address = address
-        self.template = template
         self.token = token
         self.tls = tls
         self.heartbeat_timeout = heartbeat_timeout
         self.connect_timeout = connect_timeout
-        self._stats_address = ""
-
-    @property
-    def name(self) -> str:
-        return self.template.name
 
     def __repr__(self) -> str:
         return f"<remote level-3 {self.address} from template {self.template.name}>"
@@ -461,7 +456,7 @@ def serve_remote(port: Any, spec: RemoteSpec, orch_fns: List[Callable], *, name:
                 from .._child import failure_report
                 port.fail(*failure_report(exc))
             del args
-        if getattr(spec, "_trace_part", None):  # the level-4 Worker traces: its part of the file
+        if spec._trace_part:  # the level-4 Worker traces: its part of the file
             try:
                 conn.write_trace_part(spec._trace_part)
             except Exception as e:
